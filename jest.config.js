@@ -1,0 +1,10 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  transform: { '^.+\\.ts$': ['@swc/jest'] },
+  testMatch: ['<rootDir>/test/**/*.test.ts'],
+  testTimeout: 120_000,
+  // Temporal servers take a moment to start; tests share nothing but the machine's services.
+  maxWorkers: 1,
+  setupFiles: ['<rootDir>/test/setup.ts'],
+};

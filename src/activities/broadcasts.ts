@@ -1,0 +1,52 @@
+import type { Session, SessionUser } from '../session';
+import { roomRoutingKey, userRoutingKey } from './routing';
+
+/** AMQP messages of the contract (§6): what the gateway fans out to subscribed sockets. */
+export interface Broadcast {
+  routingKey: string;
+  body: {
+    nspRoomId: string;
+    event: string;
+    data: unknown;
+    service: 'session';
+    session: Session;
+  };
+}
+
+export function presenceLeave(nspRoomId: string, session: Session, queueCount: number, now: Date): Broadcast {
+  return {
+    routingKey: roomRoutingKey(nspRoomId, queueCount),
+    body: {
+      nspRoomId,
+      event: `${nspRoomId}:$:presence:leave`,
+      data: {
+        connectionId: session.connectionId,
+        clientId: session.clientId,
+        event: 'leave',
+        timestamp: now.toISOString(),
+        user: session.user,
+      },
+      service: 'session',
+      session,
+    },
+  };
+}
+
+/** The pair the gateway expects on a user edge: connection:status, then connect or disconnect. */
+export function userStatus(
+  user: SessionUser,
+  session: Session,
+  isOnline: boolean,
+  queueCount: number,
+  now: Date,
+): Broadcast[] {
+  const nspRoomId = `users:${user.clientId}`;
+  const data = { ...user, isOnline, lastOnline: now.toISOString() };
+  const routingKey = userRoutingKey(user.clientId, queueCount);
+  return [`${nspRoomId}:$:user:connection:status`, `${nspRoomId}:$:user:${isOnline ? 'connect' : 'disconnect'}`].map(
+    (event) => ({
+      routingKey,
+      body: { nspRoomId, event, data, service: 'session', session },
+    }),
+  );
+}

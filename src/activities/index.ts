@@ -1,0 +1,132 @@
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type Redis from 'ioredis';
+import type { Pool } from 'pg';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import type { Session } from '../session';
+import type { AmqpPublisher } from './amqp-publisher';
+import { presenceLeave } from './broadcasts';
+import { ConnectionEventType, PgEffects, UnknownApplicationError } from './pg-effects';
+import { RedisEffects } from './redis-effects';
+
+export interface ActivityDeps {
+  redis: Redis;
+  pg: Pool;
+  amqp: AmqpPublisher;
+  config: Config;
+  logger: Logger;
+}
+
+export interface PresenceResult {
+  /** A newer socket of the connection is live: nothing was touched. */
+  skipped: boolean;
+  rooms: string[];
+}
+
+/**
+ * Every activity is idempotent (a second run has no second effect, bar an at-least-once broadcast
+ * after a crash between publish and bookkeeping) and is retried by Temporal until it lands.
+ */
+export function createActivities({ redis, pg, amqp, config, logger }: ActivityDeps) {
+  const redisFx = new RedisEffects(redis, config.idleTimeoutMs);
+  const pgFx = new PgEffects(pg);
+  const log = (session: Pick<Session, 'connectionId' | 'appPid'>) =>
+    logger.child({
+      connectionId: session.connectionId,
+      appPid: session.appPid,
+      workflowId: activityInfo()?.workflowExecution?.workflowId,
+    });
+
+  async function removePresence(
+    session: Session,
+    closingSocketId: string,
+    broadcast: boolean,
+  ): Promise<PresenceResult> {
+    const rooms = await redisFx.removePresence(session.connectionId, closingSocketId);
+    if (rooms === null) return { skipped: true, rooms: [] };
+    if (broadcast) {
+      const now = new Date();
+      for (const room of rooms) {
+        const message = presenceLeave(room, session, config.rabbitmq.queueCount, now);
+        await amqp.publish(message.routingKey, message.body);
+      }
+    }
+    await redisFx.leaveBroadcastsDone(session.connectionId);
+    return { skipped: false, rooms };
+  }
+
+  return {
+    /** Mark live: active marker (3 × idle) and heartbeat score. */
+    async markSessionLive({ session, at }: { session: Session; at: number }): Promise<void> {
+      await redisFx.markLive(session, at);
+    },
+
+    /** Connect/disconnect rows in sessions and connections. Unknown appPid: non-retryable. */
+    async recordConnectionEvent({
+      session,
+      type,
+      at,
+    }: {
+      session: Session;
+      type: ConnectionEventType;
+      at: number;
+    }): Promise<{ currentSocket: boolean }> {
+      try {
+        return await pgFx.recordConnectionEvent(session, type, at);
+      } catch (err) {
+        if (err instanceof UnknownApplicationError) {
+          log(session).error('connection event refused: unknown appPid', {
+            type,
+          });
+          throw ApplicationFailure.nonRetryable(err.message, 'UnknownApplication');
+        }
+        throw err;
+      }
+    },
+
+    /** Soft destroy: presence members removed and leave broadcast, unless a newer socket is live. */
+    async removeSessionPresence({
+      session,
+      closingSocketId,
+    }: {
+      session: Session;
+      closingSocketId: string;
+    }): Promise<PresenceResult> {
+      const result = await removePresence(session, closingSocketId, true);
+      log(session).info(result.skipped ? 'presence kept: newer socket live' : 'presence removed', {
+        rooms: result.rooms.length,
+      });
+      return result;
+    },
+
+    /** Hard destroy: presence, subscriptions, heartbeat score, marker, then `disconnectedAt`. */
+    async destroySession({
+      session,
+      closingSocketId,
+    }: {
+      session: Session;
+      closingSocketId: string;
+    }): Promise<{ skipped: boolean; rooms: string[]; keysDeleted: number }> {
+      const presence = await removePresence(session, closingSocketId, true);
+      if (presence.skipped) return { skipped: true, rooms: [], keysDeleted: 0 };
+      const keysDeleted = await redisFx.purge(session.connectionId, closingSocketId);
+      if (keysDeleted === null) return { skipped: true, rooms: presence.rooms, keysDeleted: 0 };
+      await pgFx.markDisconnected(session.connectionId);
+      log(session).info('session destroyed', {
+        keysDeleted,
+        rooms: presence.rooms.length,
+      });
+      return { skipped: false, rooms: presence.rooms, keysDeleted };
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+function activityInfo() {
+  try {
+    return Context.current().info;
+  } catch {
+    return undefined;
+  }
+}

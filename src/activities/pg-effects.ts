@@ -1,0 +1,106 @@
+import type { Pool, PoolClient } from 'pg';
+import type { Session } from '../session';
+
+export const ConnectionEventType = {
+  connect: 'connect',
+  disconnect: 'disconnect',
+} as const;
+export type ConnectionEventType = (typeof ConnectionEventType)[keyof typeof ConnectionEventType];
+
+export class UnknownApplicationError extends Error {
+  constructor(readonly appPid: string) {
+    super(`unknown appPid ${JSON.stringify(appPid)}: no row in applications`);
+    this.name = 'UnknownApplicationError';
+  }
+}
+
+/** The Postgres side of the contract (§5). */
+export class PgEffects {
+  constructor(private readonly pool: Pool) {}
+
+  /**
+   * Upserts the session row and the one row per (connectionId, event type), in one transaction so
+   * that an unknown app or a crash leaves nothing half-written. Returns whether the event's socket
+   * is the one the stored connect row names (a disconnect of an older socket is stale).
+   */
+  async recordConnectionEvent(
+    session: Session,
+    type: ConnectionEventType,
+    at: number,
+  ): Promise<{ currentSocket: boolean }> {
+    return this.transaction(async (db) => {
+      const app = await db.query<{ id: string }>('SELECT id FROM applications WHERE pid = $1', [session.appPid]);
+      const appId = app.rows[0]?.id;
+      if (!appId) throw new UnknownApplicationError(session.appPid);
+      await db.query(
+        `INSERT INTO sessions ("appId", "appPid", "keyId", uid, "clientId", "connectionId", "socketId", "createdAt", "updatedAt")
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), now())
+         ON CONFLICT (uid, "connectionId") DO UPDATE SET "updatedAt" = now()`,
+        [
+          appId,
+          session.appPid,
+          session.keyId,
+          session.uid,
+          session.clientId ?? null,
+          session.connectionId,
+          session.socketId,
+        ],
+      );
+      let currentSocket = true;
+      if (type === ConnectionEventType.disconnect) {
+        const connect = await db.query<{ socketId: string }>(
+          `SELECT "socketId" FROM connections WHERE "connectionId" = $1 AND "connectionEventType" = 'connect'`,
+          [session.connectionId],
+        );
+        currentSocket = connect.rows.length === 0 || connect.rows[0]!.socketId === session.socketId;
+      }
+      await db.query(
+        `INSERT INTO connections ("appId", "appPid", uid, "clientId", "connectionId", "socketId", "connectionEventType", "connectionChange", "createdAt")
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9::double precision / 1000) AT TIME ZONE 'UTC')
+         ON CONFLICT ("connectionId", "connectionEventType") DO UPDATE SET "socketId" = EXCLUDED."socketId"`,
+        [
+          appId,
+          session.appPid,
+          session.uid,
+          session.clientId ?? null,
+          session.connectionId,
+          session.socketId,
+          type,
+          type === ConnectionEventType.connect ? 1 : -1,
+          at,
+        ],
+      );
+      return { currentSocket };
+    });
+  }
+
+  async markDisconnected(connectionId: string): Promise<number> {
+    const res = await this.pool.query(`UPDATE sessions SET "disconnectedAt" = now() WHERE "connectionId" = $1`, [
+      connectionId,
+    ]);
+    return res.rowCount ?? 0;
+  }
+
+  async setUserOnline(userId: string, isOnline: boolean, at: Date): Promise<void> {
+    await this.pool.query(`UPDATE authentication_users SET "isOnline" = $2, "lastOnline" = $3 WHERE id = $1`, [
+      userId,
+      isOnline,
+      at,
+    ]);
+  }
+
+  private async transaction<T>(fn: (db: PoolClient) => Promise<T>): Promise<T> {
+    const db = await this.pool.connect();
+    try {
+      await db.query('BEGIN');
+      const result = await fn(db);
+      await db.query('COMMIT');
+      return result;
+    } catch (err) {
+      await db.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      db.release();
+    }
+  }
+}

@@ -1,0 +1,56 @@
+import { NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { createActivities } from './activities';
+import type { Config } from './config';
+import type { Logger } from './logger';
+import type { Resources } from './resources';
+
+export interface CreateWorkerOptions {
+  connection: NativeConnection;
+  config: Config;
+  resources: Pick<Resources, 'redis' | 'pg' | 'amqp'>;
+  logger: Logger;
+  namespace?: string;
+  taskQueue?: string;
+  /** Pre-bundled workflow code (tests bundle once and reuse); default: bundle from source. */
+  workflowBundle?: WorkflowBundle;
+}
+
+/** A ready worker for the session task queue; the caller runs and shuts it down. */
+export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
+  const { connection, config, resources, logger } = options;
+  return Worker.create({
+    connection,
+    namespace: options.namespace ?? config.temporal.namespace,
+    taskQueue: options.taskQueue ?? config.temporal.taskQueue,
+    ...(options.workflowBundle
+      ? { workflowBundle: options.workflowBundle }
+      : { workflowsPath: require.resolve('./workflows') }),
+    activities: createActivities({ ...resources, config, logger }),
+    // Session workflows are long-lived and mostly idle: cache enough to avoid replays under load.
+    maxCachedWorkflows: 2000,
+    shutdownGraceTime: '10s',
+  });
+}
+
+export async function connectWorker(config: Config): Promise<NativeConnection> {
+  const tls = config.temporal.tls;
+  return NativeConnection.connect({
+    address: config.temporal.address,
+    tls: tls ? await loadTls(tls) : undefined,
+  });
+}
+
+async function loadTls(tls: Exclude<Config['temporal']['tls'], false>) {
+  const { readFile } = await import('node:fs/promises');
+  const read = (p?: string) => (p ? readFile(p) : Promise.resolve(undefined));
+  const [ca, crt, key] = await Promise.all([
+    read(tls.serverRootCACertPath),
+    read(tls.clientCertPath),
+    read(tls.clientKeyPath),
+  ]);
+  return {
+    serverNameOverride: tls.serverNameOverride,
+    serverRootCACertificate: ca,
+    clientCertPair: crt && key ? { crt, key } : undefined,
+  };
+}

@@ -1,0 +1,342 @@
+import {
+  ApplicationFailure,
+  CancellationScope,
+  allHandlersFinished,
+  condition,
+  makeContinueAsNewFunc,
+  isCancellation,
+  log,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import { checkActive, checkDisconnected, checkHeartbeat, checkInvalidate, type Check, type Session } from '../session';
+import {
+  DestroyReason,
+  SessionStatus,
+  activeSignal,
+  disconnectedSignal,
+  heartbeatSignal,
+  invalidateSignal,
+  stateQuery,
+  type SessionState,
+  type SessionWorkflowInput,
+} from './messages';
+import { SessionStatusKey } from './search-attributes';
+
+/** Presence is removed this long after a close (upstream `session:user:inactive`). */
+export const SOFT_DESTROY_DELAY_MS = 5_000;
+const DEFAULT_MAX_HISTORY_EVENTS = 4_000;
+
+// Effects retry with backoff until they land (upstream had one attempt).
+const retry = {
+  initialInterval: '500ms',
+  backoffCoefficient: 2,
+  maximumInterval: '30s',
+} as const;
+const effects = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  retry,
+});
+// Marking live is one idempotent SET+ZADD: a local activity costs one history event instead of six.
+const local = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '10s',
+  retry,
+});
+
+type Outbox = {
+  kind: 'live' | 'connect' | 'disconnect';
+  session: Session;
+  at: number;
+};
+
+/**
+ * One run per websocket connection (workflow id `session:{connectionId}`). Heartbeats only move
+ * `lastSeenAt`; a single coarse timer watches liveness and the destroy deadlines, so a connected
+ * session costs a few events per pong instead of a timer re-armed per message.
+ */
+export async function sessionWorkflow(input: SessionWorkflowInput): Promise<SessionState> {
+  const idle = input.idleTimeoutMs;
+  const hardDelay = 4 * idle;
+  const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
+  const start = checkActive(input.active);
+  if (!input.state && !start.ok) {
+    throw ApplicationFailure.nonRetryable(`invalid start input: ${start.field} ${start.reason}`, 'InvalidInput');
+  }
+  const state: SessionState = input.state ?? fresh(input.active.session, Date.now());
+  const outbox: Outbox[] = input.state
+    ? []
+    : [
+        { kind: 'live', session: state.session, at: input.active.at },
+        { kind: 'connect', session: state.session, at: input.active.at },
+      ];
+  let refreshLive = false;
+  // Bumped by every reconnect: the result of an effect started before it must not be applied.
+  let epoch = 0;
+
+  const drop = (signal: string, check: Check<unknown>) => {
+    state.counts.droppedSignals++;
+    if (!check.ok)
+      log.warn('malformed signal dropped', {
+        signal,
+        field: check.field,
+        reason: check.reason,
+      });
+  };
+
+  setHandler(stateQuery, () => state);
+
+  setHandler(activeSignal, (raw) => {
+    const msg = checkActive(raw);
+    if (!msg.ok) return drop('active', msg);
+    const { session, at } = msg.value;
+    if (session.connectionId !== state.connectionId)
+      return drop('active', {
+        ok: false,
+        field: 'session.connectionId',
+        reason: 'belongs to another workflow',
+      });
+    if (session.uid !== state.session.uid || session.appPid !== state.session.appPid) {
+      return drop('active', {
+        ok: false,
+        field: 'session.uid',
+        reason: 'connection owned by another uid/appPid',
+      });
+    }
+    const now = Date.now();
+    if (state.status === SessionStatus.connected && session.socketId === state.socketId) {
+      state.lastSeenAt = now;
+      return;
+    }
+    if (state.status !== SessionStatus.destroyed) state.counts.reconnects++;
+    Object.assign(state, {
+      status: SessionStatus.connected,
+      session,
+      socketId: session.socketId,
+      connectedAt: now,
+      lastSeenAt: now,
+      disconnectedAt: null,
+      softDestroyAt: null,
+      hardDestroyAt: null,
+      presenceRemoved: false,
+      destroyReason: null,
+      invalidateReason: null,
+    } satisfies Partial<SessionState>);
+    epoch++;
+    outbox.push({ kind: 'live', session, at }, { kind: 'connect', session, at });
+  });
+
+  setHandler(heartbeatSignal, (raw) => {
+    const msg = checkHeartbeat(raw);
+    if (!msg.ok) return drop('heartbeat', msg);
+    if (state.status !== SessionStatus.connected) return; // a late pong: the close already won
+    state.lastSeenAt = Date.now();
+    state.counts.heartbeats++;
+    refreshLive = true;
+  });
+
+  setHandler(disconnectedSignal, (raw) => {
+    const msg = checkDisconnected(raw);
+    if (!msg.ok) return drop('disconnected', msg);
+    if (msg.value.connectionId !== state.connectionId)
+      return drop('disconnected', {
+        ok: false,
+        field: 'connectionId',
+        reason: 'belongs to another workflow',
+      });
+    if (msg.value.socketId !== state.socketId) {
+      state.counts.staleDisconnects++;
+      return;
+    }
+    if (state.status !== SessionStatus.connected) return; // a second close of the same socket
+    close(Date.now(), msg.value.at);
+  });
+
+  setHandler(invalidateSignal, (raw) => {
+    const msg = checkInvalidate(raw);
+    if (!msg.ok) return drop('invalidate', msg);
+    if (state.status !== SessionStatus.destroyed) state.invalidateReason = msg.value.reason;
+  });
+
+  function close(closedAt: number, eventAt: number): void {
+    Object.assign(state, {
+      status: SessionStatus.disconnected,
+      disconnectedAt: closedAt,
+      softDestroyAt: closedAt + SOFT_DESTROY_DELAY_MS,
+      hardDestroyAt: closedAt + hardDelay,
+    } satisfies Partial<SessionState>);
+    outbox.push({ kind: 'disconnect', session: state.session, at: eventAt });
+  }
+
+  async function runEffect(item: Outbox): Promise<void> {
+    if (item.kind === 'live') {
+      await local.markSessionLive({ session: item.session, at: item.at });
+    } else {
+      await effects.recordConnectionEvent({
+        session: item.session,
+        type: item.kind,
+        at: item.at,
+      });
+    }
+  }
+
+  // The one timer. Kept when it would fire no later than needed (it wakes us early at worst);
+  // replaced when the next deadline is earlier or its purpose changed.
+  let timer:
+    | {
+        deadline: number;
+        purpose: SessionStatus;
+        scope: CancellationScope;
+        fired: boolean;
+      }
+    | undefined;
+  function arm(deadline: number): void {
+    if (timer && !timer.fired && timer.purpose === state.status && timer.deadline <= deadline) return;
+    timer?.scope.cancel();
+    const scope = new CancellationScope();
+    const armed = { deadline, purpose: state.status, scope, fired: false };
+    timer = armed;
+    scope
+      .run(() => sleep(Math.max(1, deadline - Date.now())))
+      .then(
+        () => (armed.fired = true),
+        (err: unknown) => {
+          if (!isCancellation(err)) throw err;
+        },
+      );
+  }
+
+  function setStatus(status: SessionStatus): void {
+    upsertSearchAttributes({ [SessionStatusKey.name]: [status] });
+  }
+
+  // A reconnect may land in the same activation that finished the destroy: then go round again.
+  do {
+    await lifecycle();
+    await condition(allHandlersFinished);
+  } while (state.status !== SessionStatus.destroyed);
+  return state;
+
+  async function lifecycle(): Promise<void> {
+    while (true) {
+      if (state.invalidateReason !== null && state.status !== SessionStatus.destroyed) {
+        const startEpoch = epoch;
+        if (state.status === SessionStatus.connected) close(Date.now(), Date.now());
+        while (outbox.length) await runEffect(outbox.shift()!);
+        await destroy(DestroyReason.invalidated);
+        if (epoch !== startEpoch) continue;
+        break;
+      }
+      const item = outbox.shift();
+      if (item) {
+        const wasStatus =
+          item.kind === 'connect'
+            ? SessionStatus.connected
+            : item.kind === 'disconnect'
+              ? SessionStatus.disconnected
+              : null;
+        await runEffect(item);
+        if (wasStatus) setStatus(wasStatus);
+        continue;
+      }
+      if (refreshLive && state.status === SessionStatus.connected) {
+        refreshLive = false;
+        await local.markSessionLive({
+          session: state.session,
+          at: state.lastSeenAt,
+        });
+        continue;
+      }
+      refreshLive = false;
+      const now = Date.now();
+      if (state.status === SessionStatus.connected) {
+        const expiry = state.lastSeenAt + hardDelay;
+        if (now >= expiry) {
+          log.info('liveness expired: treating as closed at last sign of life', { connectionId: state.connectionId });
+          close(state.lastSeenAt, state.lastSeenAt);
+          continue;
+        }
+        const info = workflowInfo();
+        if (info.historyLength >= maxEvents || info.continueAsNewSuggested) {
+          await condition(allHandlersFinished);
+          if (outbox.length === 0 && !refreshLive && state.invalidateReason === null) {
+            timer?.scope.cancel();
+            state.counts.continuedAsNew++;
+            await makeContinueAsNewFunc<typeof sessionWorkflow>({ memo: info.memo })({ ...input, state });
+          }
+          continue;
+        }
+        arm(expiry);
+      } else if (state.status === SessionStatus.disconnected) {
+        if (!state.presenceRemoved && now >= state.softDestroyAt!) {
+          const startEpoch = epoch;
+          await effects.removeSessionPresence({
+            session: state.session,
+            closingSocketId: state.socketId,
+          });
+          if (epoch === startEpoch) state.presenceRemoved = true;
+          continue;
+        }
+        if (now >= state.hardDestroyAt!) {
+          const startEpoch = epoch;
+          await destroy(DestroyReason.closed);
+          if (epoch !== startEpoch) continue;
+          break;
+        }
+        arm(state.presenceRemoved ? state.hardDestroyAt! : state.softDestroyAt!);
+      } else {
+        break;
+      }
+      const armed = timer!;
+      await condition(
+        () =>
+          armed.fired ||
+          outbox.length > 0 ||
+          refreshLive ||
+          state.invalidateReason !== null ||
+          state.status !== armed.purpose,
+      );
+    }
+  }
+
+  async function destroy(reason: DestroyReason): Promise<void> {
+    timer?.scope.cancel();
+    const startEpoch = epoch;
+    await effects.destroySession({
+      session: state.session,
+      closingSocketId: state.socketId,
+    });
+    if (epoch !== startEpoch) return; // reconnected meanwhile: the loop records the new socket
+    state.status = SessionStatus.destroyed;
+    state.destroyReason = reason;
+    setStatus(SessionStatus.destroyed);
+  }
+}
+
+function fresh(session: Session, now: number): SessionState {
+  return {
+    connectionId: session.connectionId,
+    status: SessionStatus.connected,
+    session,
+    socketId: session.socketId,
+    connectedAt: now,
+    lastSeenAt: now,
+    disconnectedAt: null,
+    softDestroyAt: null,
+    hardDestroyAt: null,
+    presenceRemoved: false,
+    destroyReason: null,
+    invalidateReason: null,
+    counts: {
+      reconnects: 0,
+      heartbeats: 0,
+      staleDisconnects: 0,
+      droppedSignals: 0,
+      continuedAsNew: 0,
+    },
+  };
+}

@@ -1,0 +1,81 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import { SessionClient } from '../../src/client';
+import { loadConfig, type Config } from '../../src/config';
+import { createLogger } from '../../src/logger';
+import { openResources, type Resources } from '../../src/resources';
+import type { Session } from '../../src/session';
+import { createWorker } from '../../src/worker';
+import { workflowBundle } from './temporal';
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ LOG_LEVEL: 'error', ...env });
+}
+
+export const testLogger = createLogger({ level: 'error' });
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+export function nanoid(n = 12): string {
+  return Array.from(randomBytes(n), (b) => ALPHABET[b % ALPHABET.length]).join('');
+}
+
+/** Inserts an application row and returns its pid (the platform owns `applications`). */
+export async function seedApp(resources: Resources): Promise<{ appPid: string; appId: string }> {
+  const appPid = nanoid();
+  const { rows } = await resources.pg.query<{ id: string }>('INSERT INTO applications (pid) VALUES ($1) RETURNING id', [
+    appPid,
+  ]);
+  return { appPid, appId: rows[0]!.id };
+}
+
+export async function seedUser(resources: Resources, clientId = nanoid()) {
+  const { rows } = await resources.pg.query<{ id: string; createdAt: Date; updatedAt: Date }>(
+    'INSERT INTO authentication_users ("clientId", username) VALUES ($1, $2) RETURNING id, "createdAt", "updatedAt"',
+    [clientId, `user-${clientId}`],
+  );
+  const row = rows[0]!;
+  return {
+    id: row.id,
+    clientId,
+    username: `user-${clientId}`,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    isOnline: false,
+    lastOnline: null,
+  };
+}
+
+export function makeSession(appPid: string, over: Partial<Session> = {}): Session {
+  const connectionId = `${appPid}:${nanoid()}`;
+  return { uid: connectionId, appPid, keyId: nanoid(), connectionId, socketId: randomUUID(), ...over };
+}
+
+/** Worker + client + resources against a given Temporal environment, for one test file. */
+export async function startStack(env: TestWorkflowEnvironment, config: Config = testConfig()) {
+  const taskQueue = `tq-${nanoid(8)}`;
+  const resources = openResources(config);
+  const worker: Worker = await createWorker({
+    connection: env.nativeConnection,
+    namespace: env.namespace ?? 'default',
+    taskQueue,
+    config,
+    resources,
+    logger: testLogger,
+    workflowBundle: await workflowBundle(),
+  });
+  const running = worker.run();
+  const client = new SessionClient(env.client, { taskQueue, idleTimeoutMs: config.idleTimeoutMs });
+  return {
+    taskQueue,
+    config,
+    resources,
+    worker,
+    client,
+    async stop() {
+      worker.shutdown();
+      await running;
+      await resources.close();
+    },
+  };
+}

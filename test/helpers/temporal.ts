@@ -1,0 +1,45 @@
+import { temporal } from '@temporalio/proto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { readToolPaths } from '../../src/dev/environment';
+import { SEARCH_ATTRIBUTES } from '../../src/workflows/search-attributes';
+
+/**
+ * Temporal servers for tests, from the tools scripts/tools.sh put in place (no download); when a
+ * tool is missing the SDK's own download is tried, which works on a machine with internet.
+ */
+export async function timeSkippingEnv(): Promise<TestWorkflowEnvironment> {
+  const { testServer } = readToolPaths();
+  const env = await TestWorkflowEnvironment.createTimeSkipping(
+    testServer ? { server: { executable: { type: 'existing-path', path: testServer } } } : {},
+  );
+  // The test server has no flag for custom search attributes; it takes them through the operator API.
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: env.namespace ?? 'default',
+    searchAttributes: Object.fromEntries(
+      SEARCH_ATTRIBUTES.map((key) => [key.name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]),
+    ),
+  });
+  return env;
+}
+
+export async function devServerEnv(): Promise<TestWorkflowEnvironment> {
+  const { temporalCli } = readToolPaths();
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      ...(temporalCli ? { executable: { type: 'existing-path', path: temporalCli } } : {}),
+      searchAttributes: [...SEARCH_ATTRIBUTES],
+      extraArgs: ['--log-level', 'error'],
+    },
+  });
+}
+
+let bundle: Promise<WorkflowBundle> | undefined;
+/** Workflow code bundled once per test file and reused by every worker in it. */
+export function workflowBundle(): Promise<WorkflowBundle> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger });
+  return bundle;
+}
+
+const noop = () => undefined;
+const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: noop, log: noop };
