@@ -180,10 +180,11 @@ export function checkHeartbeat(v: unknown): Check<HeartbeatMessage> {
 export function checkDisconnected(v: unknown): Check<DisconnectedMessage> {
   return run(() => {
     if (!isRecord(v)) fail('message', 'must be an object');
+    const connectionId = connectionIdOf(v.connectionId);
     const socketId = text(v.socketId, 'socketId');
     if (!UUID.test(socketId)) fail('socketId', 'must be a uuid');
     return {
-      connectionId: connectionIdOf(v.connectionId),
+      connectionId,
       socketId,
       at: epochMs(v.at, 'at') ?? fail('at', 'is required'),
     };
