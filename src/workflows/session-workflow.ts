@@ -184,8 +184,10 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     }
   }
 
-  // The one timer. Kept when it would fire no later than needed (it wakes us early at worst);
-  // replaced when the next deadline is earlier or its purpose changed.
+  // The one timer. While connected it watches liveness (lastSeenAt + 4 × idle) and is moved inside
+  // the heartbeat's own workflow task (cancel + start: 2 events), which is cheaper than letting it
+  // fire and re-arming (timer fired + a workflow task: 5 events). Small moves are not worth it: the
+  // timer then fires a little early and is re-armed once.
   let timer:
     | {
         deadline: number;
@@ -195,7 +197,10 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
       }
     | undefined;
   function arm(deadline: number): void {
-    if (timer && !timer.fired && timer.purpose === state.status && timer.deadline <= deadline) return;
+    if (timer && !timer.fired && timer.purpose === state.status) {
+      const moved = deadline - timer.deadline;
+      if (moved >= 0 && moved < idle / 4) return;
+    }
     timer?.scope.cancel();
     const scope = new CancellationScope();
     const armed = { deadline, purpose: state.status, scope, fired: false };

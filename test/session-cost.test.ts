@@ -1,0 +1,49 @@
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { SessionStatus, sessionWorkflowId } from '../src/client';
+import { timeSkippingEnv } from './helpers/temporal';
+import { makeSession, seedApp, startStack, testConfig } from './helpers/stack';
+
+const IDLE = 30_000;
+
+/**
+ * History cost of one connected session-hour at one pong per 30 s. The naive design (a signal, an
+ * activity and a timer re-arm per pong) costs about 120 × 12 = 1,440 events. Forwarding every other
+ * pong, marking live with a local activity and moving the one timer inside that same workflow task
+ * costs 7 events per forwarded pong: about 420 an hour plus the close and destroy.
+ */
+describe('session history cost', () => {
+  let env: TestWorkflowEnvironment;
+  beforeAll(async () => {
+    env = await timeSkippingEnv();
+  });
+  afterAll(async () => {
+    await env?.teardown();
+  });
+
+  it('a one-hour session at 30 s pongs, then close and destroy, stays under 500 history events', async () => {
+    const stack = await startStack(env, testConfig({ WS_IDLE_TIMEOUT_MS: String(IDLE) }));
+    try {
+      const { appPid } = await seedApp(stack.resources);
+      const s = makeSession(appPid);
+      await stack.client.connected(s, await env.currentTimeMs());
+      for (let t = 0; t < 3600_000; t += IDLE) {
+        await env.sleep(IDLE);
+        await stack.client.heartbeat(s.connectionId, await env.currentTimeMs());
+      }
+      await stack.client.disconnected(s, await env.currentTimeMs());
+      const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
+      const final = await handle.result();
+      expect(final.status).toBe(SessionStatus.destroyed);
+      const events = (await handle.fetchHistory()).events?.length ?? 0;
+      const kinds: Record<string, number> = {};
+      for (const e of (await handle.fetchHistory()).events ?? [])
+        kinds[String(e.eventType)] = (kinds[String(e.eventType)] ?? 0) + 1;
+      console.log(JSON.stringify(kinds));
+      console.log(`history events for a 1 h session at 30 s pongs, close and destroy: ${events}`);
+      expect(final.counts.continuedAsNew).toBe(0);
+      expect(events).toBeLessThan(500);
+    } finally {
+      await stack.stop();
+    }
+  });
+});
