@@ -56,7 +56,9 @@ describe('SessionClient input validation', () => {
   it('heartbeat(), disconnected(), invalidate() and describe() name the bad field', async () => {
     expect(await rejectedField(client.heartbeat('no-colon'))).toBe('connectionId');
     expect(await rejectedField(client.heartbeat(good().connectionId, -1))).toBe('at');
-    expect(await rejectedField(client.disconnected({ connectionId: good().connectionId, socketId: 'x' }))).toBe('socketId');
+    expect(await rejectedField(client.disconnected({ connectionId: good().connectionId, socketId: 'x' }))).toBe(
+      'socketId',
+    );
     expect(await rejectedField(client.disconnected(undefined as never))).toBe('session');
     expect(await rejectedField(client.disconnected({ socketId: randomUUID() } as never))).toBe('connectionId');
     expect(await rejectedField(client.invalidate(good().connectionId, ''))).toBe('reason');

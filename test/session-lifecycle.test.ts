@@ -58,7 +58,8 @@ describe('session lifecycle (time-skipping)', () => {
       .exec();
     return room;
   }
-  const isMember = async (s: Session, room: string) => (await redis().hexists(keys.presenceMembers(room), s.connectionId)) === 1;
+  const isMember = async (s: Session, room: string) =>
+    (await redis().hexists(keys.presenceMembers(room), s.connectionId)) === 1;
 
   async function connectAndClose(s = makeSession(appPid)) {
     await stack.client.connected(s, await now());
@@ -87,9 +88,13 @@ describe('session lifecycle (time-skipping)', () => {
 
     await advanceTo(closedAt + HARD + 1_000, (x) => x.status === SessionStatus.destroyed, s);
     expect((await state(s)).destroyReason).toBe(DestroyReason.closed);
-    expect(await redis().exists(keys.rooms(s.connectionId), keys.roomSubscriptions(s.connectionId, 'subscriptions', room))).toBe(0);
+    expect(
+      await redis().exists(keys.rooms(s.connectionId), keys.roomSubscriptions(s.connectionId, 'subscriptions', room)),
+    ).toBe(0);
     expect(await redis().zscore('heartbeat:keepalive', s.connectionId)).toBeNull();
-    const row = await stack.resources.pg.query('SELECT "disconnectedAt" FROM sessions WHERE "connectionId" = $1', [s.connectionId]);
+    const row = await stack.resources.pg.query('SELECT "disconnectedAt" FROM sessions WHERE "connectionId" = $1', [
+      s.connectionId,
+    ]);
     expect(row.rows[0].disconnectedAt).not.toBeNull();
   });
 

@@ -117,7 +117,8 @@ export class SessionClient {
 
   /** Socket closed. Returns false when no session was running for it. */
   async disconnected(session: Pick<Session, 'connectionId' | 'socketId'>, at: number = this.now()): Promise<boolean> {
-    if (typeof session !== 'object' || session === null) throw new InvalidSessionInputError('session', 'must be an object');
+    if (typeof session !== 'object' || session === null)
+      throw new InvalidSessionInputError('session', 'must be an object');
     const msg = valid(checkDisconnected({ connectionId: session.connectionId, socketId: session.socketId, at }));
     this.lastForwarded.delete(msg.connectionId);
     return this.signalIfRunning(msg.connectionId, () =>
