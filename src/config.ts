@@ -148,6 +148,6 @@ export function loadConfig(env: Env): Config {
         : false,
       uiPort: int(env, 'TEMPORAL_UI_PORT', 8233),
     },
-    metricsPort: int(env, 'METRICS_PORT', 9464, { min: 0 }),
+    metricsPort: int(env, 'METRICS_PORT', 9464),
   };
 }

@@ -1,5 +1,6 @@
 import { NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities } from './activities';
+import { instrument } from './activities/instrument';
 import type { Config } from './config';
 import type { Logger } from './logger';
 import type { Resources } from './resources';
@@ -25,7 +26,7 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
     ...(options.workflowBundle
       ? { workflowBundle: options.workflowBundle }
       : { workflowsPath: require.resolve('./workflows') }),
-    activities: createActivities({ ...resources, config, logger }),
+    activities: instrument(createActivities({ ...resources, config, logger })),
     // Session workflows are long-lived and mostly idle: cache enough to avoid replays under load.
     maxCachedWorkflows: 2000,
     shutdownGraceTime: '10s',

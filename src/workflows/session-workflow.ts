@@ -4,6 +4,7 @@ import {
   allHandlersFinished,
   condition,
   makeContinueAsNewFunc,
+  metricMeter,
   isCancellation,
   log,
   proxyActivities,
@@ -31,6 +32,14 @@ import { SessionStatusKey } from './search-attributes';
 /** Presence is removed this long after a close (upstream `session:user:inactive`). */
 export const SOFT_DESTROY_DELAY_MS = 5_000;
 const DEFAULT_MAX_HISTORY_EVENTS = 4_000;
+
+// Emitted by the SDK only when not replaying, so each counts once per real transition.
+const sessionMetrics = () => ({
+  started: metricMeter.createCounter('tether_sessions_started', 'sessions', 'Session workflows started (first connect)'),
+  reconnected: metricMeter.createCounter('tether_sessions_reconnected', 'sessions', 'Reconnects of a session'),
+  presenceRemoved: metricMeter.createCounter('tether_presence_removed', 'sessions', 'Soft destroys that removed presence'),
+  destroyed: metricMeter.createCounter('tether_sessions_destroyed', 'sessions', 'Sessions destroyed, by reason'),
+});
 
 // Effects retry with backoff until they land (upstream had one attempt).
 const retry = {
@@ -61,6 +70,7 @@ type Outbox = {
  */
 export async function sessionWorkflow(input: SessionWorkflowInput): Promise<SessionState> {
   const idle = input.idleTimeoutMs;
+  const metrics = sessionMetrics();
   const hardDelay = 4 * idle;
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   const start = checkActive(input.active);
@@ -68,6 +78,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     throw ApplicationFailure.nonRetryable(`invalid start input: ${start.field} ${start.reason}`, 'InvalidInput');
   }
   const state: SessionState = input.state ?? fresh(input.active.session, Date.now());
+  if (!input.state) metrics.started.add(1);
   const outbox: Outbox[] = input.state
     ? []
     : [
@@ -112,7 +123,12 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
       state.lastSeenAt = now;
       return;
     }
-    if (state.status !== SessionStatus.destroyed) state.counts.reconnects++;
+    if (state.status !== SessionStatus.destroyed) {
+      state.counts.reconnects++;
+      metrics.reconnected.add(1);
+    } else {
+      metrics.started.add(1);
+    }
     Object.assign(state, {
       status: SessionStatus.connected,
       session,
@@ -283,7 +299,10 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
             session: state.session,
             closingSocketId: state.socketId,
           });
-          if (epoch === startEpoch) state.presenceRemoved = true;
+          if (epoch === startEpoch) {
+            state.presenceRemoved = true;
+            metrics.presenceRemoved.add(1);
+          }
           continue;
         }
         if (now >= state.hardDestroyAt!) {
@@ -318,6 +337,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     if (epoch !== startEpoch) return; // reconnected meanwhile: the loop records the new socket
     state.status = SessionStatus.destroyed;
     state.destroyReason = reason;
+    metrics.destroyed.add(1, { reason });
     setStatus(SessionStatus.destroyed);
   }
 }
