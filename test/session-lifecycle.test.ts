@@ -229,6 +229,18 @@ describe('session lifecycle (time-skipping)', () => {
     await advanceTo((await state(s)).disconnectedAt! + HARD + 1_000, (x) => x.status === SessionStatus.destroyed, s);
   });
 
+  it('a session of an unknown appPid is rejected cleanly: nothing written, the run ends without failing', async () => {
+    const s = makeSession('Unknown00App');
+    await stack.client.connected(s, await now());
+    const final: SessionState = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).result();
+    expect(final.status).toBe(SessionStatus.destroyed);
+    expect(final.invalidateReason).toMatch(/unknown appPid/);
+    const rows = await stack.resources.pg.query('SELECT 1 FROM sessions WHERE "connectionId" = $1', [s.connectionId]);
+    expect(rows.rowCount).toBe(0);
+    expect(await redis().exists(keys.active(s.connectionId))).toBe(0);
+    expect(await redis().zscore('heartbeat:keepalive', s.connectionId)).toBeNull();
+  });
+
   it('drops malformed signals sent around the client without failing a workflow task', async () => {
     const s = makeSession(appPid);
     await stack.client.connected(s, await now());

@@ -1,4 +1,5 @@
 import {
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
@@ -192,11 +193,17 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     if (item.kind === 'live') {
       await local.markSessionLive({ session: item.session, at: item.at });
     } else {
-      await effects.recordConnectionEvent({
-        session: item.session,
-        type: item.kind,
-        at: item.at,
-      });
+      try {
+        await effects.recordConnectionEvent({ session: item.session, type: item.kind, at: item.at });
+      } catch (err) {
+        // Bad input (unknown app), not an outage: end the session cleanly instead of failing the run.
+        if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable)) {
+          throw err;
+        }
+        log.error('session rejected', { connectionId: state.connectionId, reason: err.cause.message });
+        state.invalidateReason ??= `rejected: ${err.cause.message}`;
+        outbox.length = 0;
+      }
     }
   }
 
