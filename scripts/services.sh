@@ -18,11 +18,7 @@ wait_up() {
 local_host() { case "$host" in localhost | 127.0.0.1 | ::1) return 0 ;; *) return 1 ;; esac; }
 apt_install() {
   log "installing $* (apt)"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  if ! $SUDO apt-get install -y -q "$@" >/dev/null 2>&1; then
-    $SUDO apt-get update -q >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@" >/dev/null
-  fi
+  bash "$(dirname "$0")/apt-install.sh" "$@"
 }
 as_user() { # run a command as a system user when we are root (postgres refuses to run as root)
   local user=$1; shift

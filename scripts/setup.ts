@@ -7,7 +7,8 @@ import { ensureEnvironment } from '../src/dev/environment';
 import { loadConfig } from '../src/config';
 
 const started = Date.now();
-ensureEnvironment(loadConfig(process.env))
+// --browser: also Debian's Chromium, for the Web UI test.
+ensureEnvironment(loadConfig(process.env), { browser: process.argv.includes('--browser') })
   .then(() => console.error(`[setup] ready in ${((Date.now() - started) / 1000).toFixed(1)} s`))
   .catch((err: unknown) => {
     console.error(`[setup] failed: ${err instanceof Error ? err.message : String(err)}`);

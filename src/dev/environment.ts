@@ -23,11 +23,12 @@ async function script(args: string[]): Promise<void> {
 }
 
 /** Installs/starts what is missing; reads the written tool paths back. */
-export async function ensureEnvironment(config: Config): Promise<ToolPaths> {
+export async function ensureEnvironment(config: Config, opts: { browser?: boolean } = {}): Promise<ToolPaths> {
   const { db, redis } = config;
   const amqp = new URL(config.rabbitmq.url);
   await Promise.all([
     script(['scripts/tools.sh']),
+    ...(opts.browser ? [script(['scripts/browser.sh'])] : []),
     script(['scripts/services.sh', 'redis', redis.host, String(redis.port)]),
     script(['scripts/services.sh', 'postgres', db.host, String(db.port), db.user, db.password, db.name]),
     script(['scripts/services.sh', 'rabbitmq', amqp.hostname, amqp.port || '5672']),
