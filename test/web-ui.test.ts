@@ -56,7 +56,7 @@ describe('Temporal Web UI (dev server, headless Chromium)', () => {
         await rowLink.waitFor({ timeout: 1500 }).catch(() => undefined);
       }
       const listed = await page.locator('a[href*="/workflows/session%3A"]').evaluateAll((as) =>
-        [...new Set(as.map((a) => decodeURIComponent((a as HTMLAnchorElement).pathname.split('/')[4] ?? '')))],
+        [...new Set(as.map((a) => decodeURIComponent((a as unknown as { pathname: string }).pathname.split('/')[4] ?? '')))],
       );
       expect(listed).toEqual([`session:${s.connectionId}`]);
 
