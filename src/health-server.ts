@@ -31,9 +31,9 @@ async function within(ms: number, check: Check): Promise<void> {
  */
 export function startHealthServer(opts: HealthServerOptions): Promise<http.Server> {
   const checks: Record<string, Check> = {
-    temporal: async () => {
+    temporal: () => {
       const state = opts.worker.getState();
-      if (state !== 'RUNNING') throw new Error(`worker ${state}`);
+      return state === 'RUNNING' ? Promise.resolve() : Promise.reject(new Error(`worker ${state}`));
     },
     redis: async () => {
       await opts.resources.redis.ping();

@@ -39,11 +39,13 @@ const APP_PID = /^[A-Za-z0-9_-]{12}$/;
 const CONNECTION_ID = /^[A-Za-z0-9_-]{12}:[A-Za-z0-9_:.-]+$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-class Invalid {
+class Invalid extends Error {
   constructor(
     readonly field: string,
     readonly reason: string,
-  ) {}
+  ) {
+    super(`${field} ${reason}`);
+  }
 }
 
 function fail(field: string, reason: string): never {

@@ -189,7 +189,7 @@ describe('session lifecycle (time-skipping)', () => {
     expect((await state(s)).status).toBe(SessionStatus.connected);
     await advanceTo(lastSeenAt + HARD + 1_000, (x) => x.status === SessionStatus.destroyed, s);
     const st = await state(s);
-    expect(st.destroyReason).toBe(DestroyReason.closed);
+    expect(st.destroyReason).toBe(DestroyReason.liveness);
     expect(st.disconnectedAt).toBe(lastSeenAt);
   });
 

@@ -36,9 +36,17 @@ const DEFAULT_MAX_HISTORY_EVENTS = 4_000;
 
 // Emitted by the SDK only when not replaying, so each counts once per real transition.
 const sessionMetrics = () => ({
-  started: metricMeter.createCounter('tether_sessions_started', 'sessions', 'Session workflows started (first connect)'),
+  started: metricMeter.createCounter(
+    'tether_sessions_started',
+    'sessions',
+    'Session workflows started (first connect)',
+  ),
   reconnected: metricMeter.createCounter('tether_sessions_reconnected', 'sessions', 'Reconnects of a session'),
-  presenceRemoved: metricMeter.createCounter('tether_presence_removed', 'sessions', 'Soft destroys that removed presence'),
+  presenceRemoved: metricMeter.createCounter(
+    'tether_presence_removed',
+    'sessions',
+    'Soft destroys that removed presence',
+  ),
   destroyed: metricMeter.createCounter('tether_sessions_destroyed', 'sessions', 'Sessions destroyed, by reason'),
 });
 
@@ -179,7 +187,10 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     if (state.status !== SessionStatus.destroyed) state.invalidateReason = msg.value.reason;
   });
 
-  function close(closedAt: number, eventAt: number): void {
+  // Why the current close happened, for the destroy that follows it (closes only happen while connected).
+  let closeReason: DestroyReason = DestroyReason.closed;
+  function close(closedAt: number, eventAt: number, reason: DestroyReason = DestroyReason.closed): void {
+    closeReason = reason;
     Object.assign(state, {
       status: SessionStatus.disconnected,
       disconnectedAt: closedAt,
@@ -195,6 +206,8 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     } else {
       try {
         await effects.recordConnectionEvent({ session: item.session, type: item.kind, at: item.at });
+        if (item.kind === 'connect' && item.session.user)
+          await effects.signalUserConnectionUp({ session: item.session });
       } catch (err) {
         // Bad input (unknown app), not an outage: end the session cleanly instead of failing the run.
         if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable)) {
@@ -285,7 +298,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
         const expiry = state.lastSeenAt + hardDelay;
         if (now >= expiry) {
           log.info('liveness expired: treating as closed at last sign of life', { connectionId: state.connectionId });
-          close(state.lastSeenAt, state.lastSeenAt);
+          close(state.lastSeenAt, state.lastSeenAt, DestroyReason.liveness);
           continue;
         }
         const info = workflowInfo();
@@ -309,12 +322,13 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
           if (epoch === startEpoch) {
             state.presenceRemoved = true;
             metrics.presenceRemoved.add(1);
+            if (state.session.user) await effects.signalUserConnectionDown({ session: state.session });
           }
           continue;
         }
         if (now >= state.hardDestroyAt!) {
           const startEpoch = epoch;
-          await destroy(DestroyReason.closed);
+          await destroy(closeReason);
           if (epoch !== startEpoch) continue;
           break;
         }
@@ -346,6 +360,8 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     state.destroyReason = reason;
     metrics.destroyed.add(1, { reason });
     setStatus(SessionStatus.destroyed);
+    if (!state.presenceRemoved && state.session.user)
+      await effects.signalUserConnectionDown({ session: state.session });
   }
 }
 
