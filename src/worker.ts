@@ -1,3 +1,4 @@
+import { Client } from '@temporalio/client';
 import { NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { instrument } from './activities/instrument';
@@ -14,19 +15,24 @@ export interface CreateWorkerOptions {
   taskQueue?: string;
   /** Pre-bundled workflow code (tests bundle once and reuse); default: bundle from source. */
   workflowBundle?: WorkflowBundle;
+  /** Client the activities signal user workflows and describe sessions with; default: one on `connection`. */
+  temporal?: Client;
 }
 
 /** A ready worker for the session task queue; the caller runs and shuts it down. */
 export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
   const { connection, config, resources, logger } = options;
+  const namespace = options.namespace ?? config.temporal.namespace;
+  const taskQueue = options.taskQueue ?? config.temporal.taskQueue;
+  const temporal = options.temporal ?? new Client({ connection, namespace });
   return Worker.create({
     connection,
-    namespace: options.namespace ?? config.temporal.namespace,
-    taskQueue: options.taskQueue ?? config.temporal.taskQueue,
+    namespace,
+    taskQueue,
     ...(options.workflowBundle
       ? { workflowBundle: options.workflowBundle }
       : { workflowsPath: require.resolve('./workflows') }),
-    activities: instrument(createActivities({ ...resources, config, logger })),
+    activities: instrument(createActivities({ ...resources, config, logger, temporal, taskQueue })),
     // Session workflows are long-lived and mostly idle: cache enough to avoid replays under load.
     maxCachedWorkflows: 2000,
     shutdownGraceTime: '10s',

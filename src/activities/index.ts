@@ -1,4 +1,5 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import type { Config } from '../config';
@@ -8,6 +9,8 @@ import type { AmqpPublisher } from './amqp-publisher';
 import { presenceLeave } from './broadcasts';
 import { ConnectionEventType, PgEffects, UnknownApplicationError } from './pg-effects';
 import { RedisEffects } from './redis-effects';
+import { createSweepActivities } from './sweep-effects';
+import { createUserActivities } from './user-effects';
 
 export interface ActivityDeps {
   redis: Redis;
@@ -15,6 +18,10 @@ export interface ActivityDeps {
   amqp: AmqpPublisher;
   config: Config;
   logger: Logger;
+  /** For activities that signal or describe workflows (user workflows, the sweep). */
+  temporal?: Client;
+  /** Task queue of the workflows those activities start; default: the calling activity's. */
+  taskQueue?: string;
 }
 
 export interface PresenceResult {
@@ -27,7 +34,8 @@ export interface PresenceResult {
  * Every activity is idempotent (a second run has no second effect, bar an at-least-once broadcast
  * after a crash between publish and bookkeeping) and is retried by Temporal until it lands.
  */
-export function createActivities({ redis, pg, amqp, config, logger }: ActivityDeps) {
+export function createActivities(deps: ActivityDeps) {
+  const { redis, pg, amqp, config, logger } = deps;
   const redisFx = new RedisEffects(redis, config.idleTimeoutMs);
   const pgFx = new PgEffects(pg);
   const log = (session: Pick<Session, 'connectionId' | 'appPid'>) =>
@@ -80,6 +88,16 @@ export function createActivities({ redis, pg, amqp, config, logger }: ActivityDe
           });
           throw ApplicationFailure.nonRetryable(err.message, 'UnknownApplication');
         }
+        // SQLSTATE class 22 (data exception, e.g. 22021 for a NUL in keyId/uid/clientId, which the
+        // client's checks accept): the same input fails every time, so retrying would never end.
+        const code = (err as { code?: unknown } | null)?.code;
+        if (typeof code === 'string' && code.startsWith('22')) {
+          log(session).error('connection event refused: Postgres cannot store the session', { type, code });
+          throw ApplicationFailure.nonRetryable(
+            `session data rejected by Postgres (${code}): ${(err as Error).message}`,
+            'InvalidSessionData',
+          );
+        }
         throw err;
       }
     },
@@ -118,6 +136,9 @@ export function createActivities({ redis, pg, amqp, config, logger }: ActivityDe
       });
       return { skipped: false, rooms: presence.rooms, keysDeleted };
     },
+
+    ...createUserActivities(deps),
+    ...createSweepActivities(deps),
   };
 }
 

@@ -1,0 +1,60 @@
+import amqp from 'amqplib';
+import { ROOMS_EXCHANGE, userRoutingKey } from '../../src/activities/routing';
+import type { Config } from '../../src/config';
+
+export interface Captured {
+  routingKey: string;
+  body: { nspRoomId: string; event: string; data: Record<string, unknown>; service: string; session: unknown };
+}
+
+/**
+ * A private queue bound to the rooms exchange with a user's routing key (`$$:users:{n}`); keeps
+ * the messages about that user only (other tests on this machine publish to the same keys).
+ */
+export async function captureUserBroadcasts(config: Config, clientId: string) {
+  const routingKey = userRoutingKey(clientId, config.rabbitmq.queueCount);
+  const connection = await amqp.connect(config.rabbitmq.url);
+  const channel = await connection.createChannel();
+  await channel.assertExchange(ROOMS_EXCHANGE, 'topic', { durable: true });
+  const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+  await channel.bindQueue(queue, ROOMS_EXCHANGE, routingKey);
+  const messages: Captured[] = [];
+  await channel.consume(
+    queue,
+    (m) => {
+      if (!m) return;
+      const body = JSON.parse(m.content.toString()) as Captured['body'];
+      if (body.nspRoomId === `users:${clientId}`) messages.push({ routingKey: m.fields.routingKey, body });
+    },
+    { noAck: true },
+  );
+  return {
+    routingKey,
+    messages,
+    /** Event suffixes in arrival order: 'connection:status', 'connect', 'disconnect'. */
+    events: () => messages.map((m) => m.body.event.slice(`users:${clientId}:$:user:`.length)),
+    async close() {
+      await channel.close().catch(() => undefined);
+      await connection.close().catch(() => undefined);
+    },
+  };
+}
+
+/** Polls (wall clock) until `check` holds; fails with the last observed value. */
+export async function waitFor<T>(
+  what: string,
+  read: () => Promise<T> | T,
+  check: (v: T) => boolean,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T;
+  do {
+    last = await read();
+    if (check(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  } while (Date.now() < deadline);
+  throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+}
+
+export const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
