@@ -40,7 +40,10 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig(process.env);
   const connection = await Connection.connect({ address: config.temporal.address });
   const client = new Client({ connection, namespace: config.temporal.namespace });
-  const sessions = new SessionClient(client, { taskQueue: config.temporal.taskQueue, idleTimeoutMs: config.idleTimeoutMs });
+  const sessions = new SessionClient(client, {
+    taskQueue: config.temporal.taskQueue,
+    idleTimeoutMs: config.idleTimeoutMs,
+  });
   try {
     switch (command) {
       case 'list': {

@@ -49,7 +49,7 @@ export interface Config {
           clientCertPath?: string;
           clientKeyPath?: string;
         };
-    /** Start a local dev server (npm start) when the address is this machine's default. */
+    /** Web UI port of the dev server that `npm start` runs when nothing answers at a local address. */
     uiPort: number;
   };
   metricsPort: number;
@@ -63,14 +63,24 @@ function str(env: Env, name: string, fallback: string): string {
   return v;
 }
 
-function int(env: Env, name: string, fallback: number, { min = 1 }: { min?: number } = {}): number {
+function int(
+  env: Env,
+  name: string,
+  fallback: number,
+  { min = 1, max = Number.MAX_SAFE_INTEGER }: { min?: number; max?: number } = {},
+): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, raw, 'expected a whole number');
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min) throw new ConfigError(name, raw, `expected a whole number >= ${min}`);
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    throw new ConfigError(name, raw, `expected a whole number ${range}`);
+  }
   return n;
 }
+
+const PORT = { min: 1, max: 65535 };
 
 function bool(env: Env, name: string, fallback: boolean): boolean {
   const raw = env[name];
@@ -103,16 +113,29 @@ function url(env: Env, name: string, fallback: string, protocols: string[]): str
 
 function hostPort(env: Env, name: string, fallback: string): string {
   const raw = str(env, name, fallback);
-  if (!/^[^\s:/]+:\d{1,5}$/.test(raw)) throw new ConfigError(name, raw, 'expected host:port');
+  const m = /^[^\s:/]+:(\d{1,5})$/.exec(raw);
+  if (!m || Number(m[1]) < 1 || Number(m[1]) > 65535) throw new ConfigError(name, raw, 'expected host:port');
   return raw;
 }
 
+/** A client certificate needs its key and vice versa; either alone is a half-configured mTLS. */
+function certPair(env: Env): { cert?: string; key?: string } {
+  const cert = env.TEMPORAL_TLS_CERT_PATH || undefined;
+  const key = env.TEMPORAL_TLS_KEY_PATH || undefined;
+  if (cert && !key) throw new ConfigError('TEMPORAL_TLS_KEY_PATH', undefined, 'required with TEMPORAL_TLS_CERT_PATH');
+  if (key && !cert) throw new ConfigError('TEMPORAL_TLS_CERT_PATH', undefined, 'required with TEMPORAL_TLS_KEY_PATH');
+  return { cert, key };
+}
+
 export function loadConfig(env: Env): Config {
-  const temporalTls = bool(env, 'TEMPORAL_TLS', false);
+  const { cert, key } = certPair(env);
+  const ca = env.TEMPORAL_TLS_CA_PATH || undefined;
+  // TLS is on when asked for, or implied by a certificate; TEMPORAL_TLS=false turns it off anyway.
+  const temporalTls = bool(env, 'TEMPORAL_TLS', Boolean(cert || ca));
   return {
     db: {
       host: str(env, 'DB_HOST', '127.0.0.1'),
-      port: int(env, 'DB_PORT', 5432, { min: 1 }),
+      port: int(env, 'DB_PORT', 5432, PORT),
       name: str(env, 'DB_NAME', 'tether'),
       user: str(env, 'DB_USER', 'tether'),
       password: str(env, 'DB_PASSWORD', 'tether'),
@@ -123,7 +146,7 @@ export function loadConfig(env: Env): Config {
     },
     redis: {
       host: str(env, 'REDIS_HOST', '127.0.0.1'),
-      port: int(env, 'REDIS_PORT', 6379),
+      port: int(env, 'REDIS_PORT', 6379, PORT),
       tls: !bool(env, 'REDIS_TLS_DISABLED', true),
     },
     rabbitmq: {
@@ -141,13 +164,14 @@ export function loadConfig(env: Env): Config {
       tls: temporalTls
         ? {
             serverNameOverride: env.TEMPORAL_TLS_SERVER_NAME || undefined,
-            serverRootCACertPath: env.TEMPORAL_TLS_CA_PATH || undefined,
-            clientCertPath: env.TEMPORAL_TLS_CERT_PATH || undefined,
-            clientKeyPath: env.TEMPORAL_TLS_KEY_PATH || undefined,
+            serverRootCACertPath: ca,
+            clientCertPath: cert,
+            clientKeyPath: key,
           }
         : false,
-      uiPort: int(env, 'TEMPORAL_UI_PORT', 8233),
+      uiPort: int(env, 'TEMPORAL_UI_PORT', 8233, PORT),
     },
-    metricsPort: int(env, 'METRICS_PORT', 9464),
+    // The runtime's Prometheus exporter listens on METRICS_PORT + 1 (src/runtime.ts).
+    metricsPort: int(env, 'METRICS_PORT', 9464, { min: 1, max: 65534 }),
   };
 }

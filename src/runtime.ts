@@ -13,7 +13,8 @@ export function installRuntime(config: Config, logger: Logger): { prometheusUrl:
   Runtime.install({
     logger: new DefaultLogger(level, (entry: LogEntry) => {
       const fields = { ...(entry.meta ?? {}) };
-      const method = entry.level === 'TRACE' ? 'debug' : (entry.level.toLowerCase() as 'debug' | 'info' | 'warn' | 'error');
+      const method =
+        entry.level === 'TRACE' ? 'debug' : (entry.level.toLowerCase() as 'debug' | 'info' | 'warn' | 'error');
       logger[method](entry.message, fields);
     }),
     telemetryOptions: {

@@ -10,7 +10,15 @@ import { makeSession, nanoid, seedApp, startStack } from './helpers/stack';
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = path.resolve(__dirname, '../test-results');
 // Flags for a closed network: without them Chromium keeps dialling Google's services.
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** What an operator does: find a session by search attribute, open it, read its state. */
 describe('Temporal Web UI (dev server, headless Chromium)', () => {
@@ -55,13 +63,21 @@ describe('Temporal Web UI (dev server, headless Chromium)', () => {
         await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows?query=${query}`);
         await rowLink.waitFor({ timeout: 1500 }).catch(() => undefined);
       }
-      const listed = await page.locator('a[href*="/workflows/session%3A"]').evaluateAll((as) =>
-        [...new Set(as.map((a) => decodeURIComponent((a as unknown as { pathname: string }).pathname.split('/')[4] ?? '')))],
-      );
+      const listed = await page
+        .locator('a[href*="/workflows/session%3A"]')
+        .evaluateAll((as) => [
+          ...new Set(
+            as.map((a) => decodeURIComponent((a as unknown as { pathname: string }).pathname.split('/')[4] ?? '')),
+          ),
+        ]);
       expect(listed).toEqual([`session:${s.connectionId}`]);
 
       await rowLink.click();
-      await page.getByRole('tab', { name: 'Queries' }).or(page.getByRole('link', { name: 'Queries' })).first().click();
+      await page
+        .getByRole('tab', { name: 'Queries' })
+        .or(page.getByRole('link', { name: 'Queries' }))
+        .first()
+        .click();
       await page.getByRole('button', { name: 'Run Query' }).click();
       const result = page.locator('main').getByText('"socketId"').first();
       await result.waitFor({ timeout: 15_000 });
