@@ -74,10 +74,16 @@ export class PgEffects {
     });
   }
 
+  /**
+   * Idempotent: a retried or repeated destroy keeps the first `disconnectedAt`; a connect or
+   * disconnect event since then (which bumps `updatedAt`) opens the next lifetime of the row.
+   */
   async markDisconnected(connectionId: string): Promise<number> {
-    const res = await this.pool.query(`UPDATE sessions SET "disconnectedAt" = now() WHERE "connectionId" = $1`, [
-      connectionId,
-    ]);
+    const res = await this.pool.query(
+      `UPDATE sessions SET "disconnectedAt" = now()
+       WHERE "connectionId" = $1 AND ("disconnectedAt" IS NULL OR "disconnectedAt" < "updatedAt")`,
+      [connectionId],
+    );
     return res.rowCount ?? 0;
   }
 

@@ -10,8 +10,9 @@ export function javaStringHash(s: string): number {
   return h;
 }
 
+/** Non-negative modulo, as the gateway computes it: `((h % n) + n) % n`, not `Math.abs(h % n)`. */
 function bucket(key: string, queueCount: number): number {
-  return Math.abs(javaStringHash(key) % queueCount);
+  return ((javaStringHash(key) % queueCount) + queueCount) % queueCount;
 }
 
 /** nspRoomId is `{appPid}:{roomId}`; the room id itself may contain `:`. */
