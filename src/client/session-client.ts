@@ -19,7 +19,7 @@ import {
   SessionStatus,
   type SessionState,
 } from '../workflows/messages';
-import { AppPidKey, ClientIdKey, SessionStatusKey } from '../workflows/search-attributes';
+import { sessionMemo, sessionSearchAttributes } from '../workflows/search-attributes';
 import type { sessionWorkflow } from '../workflows/session-workflow';
 import { ConnectionOwnershipError, InvalidSessionInputError } from './errors';
 
@@ -84,12 +84,8 @@ export class SessionClient {
       signalArgs: [msg],
       // A closed (destroyed) session may start again; a running one is signalled.
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-      typedSearchAttributes: [
-        { key: SessionStatusKey, value: SessionStatus.connected },
-        { key: AppPidKey, value: s.appPid },
-        ...(s.clientId ? [{ key: ClientIdKey, value: s.clientId }] : []),
-      ],
-      memo: { uid: s.uid, appPid: s.appPid },
+      typedSearchAttributes: sessionSearchAttributes(s, SessionStatus.connected),
+      memo: sessionMemo(s),
       staticSummary: `session ${s.connectionId}`,
       staticDetails: `appPid: ${s.appPid}\nconnectionId: ${s.connectionId}\nuid: ${s.uid}`,
     });
@@ -159,8 +155,11 @@ export class SessionClient {
       if (err instanceof WorkflowNotFoundError) return;
       throw err;
     }
-    if (owner?.appPid !== session.appPid) throw new ConnectionOwnershipError(session.connectionId, 'appPid');
-    if (owner?.uid !== session.uid) throw new ConnectionOwnershipError(session.connectionId, 'uid');
+    // A run without the memo (the time-skipping server drops it on continue-as-new) is left to the
+    // workflow's own check.
+    if (typeof owner?.appPid !== 'string' || typeof owner.uid !== 'string') return;
+    if (owner.appPid !== session.appPid) throw new ConnectionOwnershipError(session.connectionId, 'appPid');
+    if (owner.uid !== session.uid) throw new ConnectionOwnershipError(session.connectionId, 'uid');
   }
 
   private async signalIfRunning(connectionId: string, send: () => Promise<void>): Promise<boolean> {

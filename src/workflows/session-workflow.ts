@@ -28,7 +28,7 @@ import {
   type SessionState,
   type SessionWorkflowInput,
 } from './messages';
-import { SessionStatusKey } from './search-attributes';
+import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from './search-attributes';
 
 /** Presence is removed this long after a close (upstream `session:user:inactive`). */
 export const SOFT_DESTROY_DELAY_MS = 5_000;
@@ -307,7 +307,11 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
           if (outbox.length === 0 && !refreshLive && state.invalidateReason === null) {
             timer?.scope.cancel();
             state.counts.continuedAsNew++;
-            await makeContinueAsNewFunc<typeof sessionWorkflow>({ memo: info.memo })({ ...input, state });
+            // Memo and search attributes from state, not workflowInfo(): not every server carries them over.
+            await makeContinueAsNewFunc<typeof sessionWorkflow>({
+              memo: sessionMemo(state.session),
+              typedSearchAttributes: sessionSearchAttributes(state.session, state.status),
+            })({ ...input, state });
           }
           continue;
         }

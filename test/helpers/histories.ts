@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto';
+import { temporal } from '@temporalio/proto';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { SessionClient, SessionStatus, sessionWorkflowId, type SessionState } from '../../src/client';
+import { activeSignal, disconnectedSignal, heartbeatSignal } from '../../src/workflows/messages';
+import { userWorkflowId } from '../../src/workflows/user-messages';
+import { makeSession, seedApp, seedUser, type startStack } from './stack';
+
+export interface RecordedHistory {
+  /** File name stem: what the history exercises. */
+  name: string;
+  workflowId: string;
+  /** The history, protobuf-encoded (exact, and free of the SDK's JSON helpers' protobufjs copies). */
+  bytes: Uint8Array;
+}
+
+type Stack = Awaited<ReturnType<typeof startStack>>;
+
+/**
+ * Runs one session through every branch of the workflow code on the time-skipping server and
+ * returns the histories: the fixtures of test/replay.test.ts (`npm run record-histories`).
+ */
+export async function recordHistories(env: TestWorkflowEnvironment, stack: Stack): Promise<RecordedHistory[]> {
+  const idle = stack.config.idleTimeoutMs;
+  const { appPid } = await seedApp(stack.resources);
+  const now = () => env.currentTimeMs();
+  // Every pong forwarded and a low continue-as-new threshold, so one short run covers both paths.
+  const client = new SessionClient(env.client, {
+    taskQueue: stack.taskQueue,
+    idleTimeoutMs: idle,
+    heartbeatForwardIntervalMs: 0,
+    maxHistoryEvents: 60,
+  });
+  const untilDestroyed = async (connectionId: string): Promise<SessionState> =>
+    env.client.workflow.getHandle(sessionWorkflowId(connectionId)).result() as Promise<SessionState>;
+
+  // Pongs through continue-as-new, malformed and stale signals, reconnect inside the soft destroy,
+  // reconnect after presence removal, close, destroy.
+  const user = await seedUser(stack.resources);
+  const s = makeSession(appPid, { clientId: user.clientId, user });
+  await client.connected(s, await now());
+  for (let i = 0; i < 12; i++) {
+    await env.sleep(idle);
+    await client.heartbeat(s.connectionId, await now());
+  }
+  const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
+  const raw = handle as unknown as { signal(def: unknown, arg: unknown): Promise<void> };
+  await raw.signal(heartbeatSignal, { at: 'yesterday' });
+  await raw.signal(activeSignal, { session: { ...s, uid: 'someone-else', socketId: randomUUID() }, at: 1 });
+  await client.disconnected(s, await now());
+  await env.sleep(2_000);
+  const second = { ...s, socketId: randomUUID() };
+  await client.connected(second, await now());
+  await raw.signal(disconnectedSignal, { connectionId: s.connectionId, socketId: s.socketId, at: await now() });
+  await client.disconnected(second, await now());
+  await env.sleep(6_000);
+  const third = { ...s, socketId: randomUUID() };
+  await client.connected(third, await now());
+  await client.disconnected(third, await now());
+  await env.sleep(4 * idle + 1_000);
+  const final = await untilDestroyed(s.connectionId);
+  if (final.status !== SessionStatus.destroyed) throw new Error(`recording: session not destroyed`);
+
+  // Liveness expiry of an anonymous session; an operator's invalidate; an unknown app.
+  const quiet = makeSession(appPid);
+  await client.connected(quiet, await now());
+  await env.sleep(4 * idle + 1_000);
+  await untilDestroyed(quiet.connectionId);
+  const invalidated = makeSession(appPid);
+  await client.connected(invalidated, await now());
+  await client.invalidate(invalidated.connectionId, 'recorded for replay');
+  await untilDestroyed(invalidated.connectionId);
+  const unknown = makeSession('Unknown00App');
+  await client.connected(unknown, await now());
+  await untilDestroyed(unknown.connectionId);
+
+  const userId = userWorkflowId(appPid, user.clientId);
+  await env.client.workflow.getHandle(userId).result();
+
+  const runs: { name: string; workflowId: string }[] = [
+    { name: 'session-user-reconnects-destroyed', workflowId: sessionWorkflowId(s.connectionId) },
+    { name: 'session-liveness-expired', workflowId: sessionWorkflowId(quiet.connectionId) },
+    { name: 'session-invalidated', workflowId: sessionWorkflowId(invalidated.connectionId) },
+    { name: 'session-unknown-app', workflowId: sessionWorkflowId(unknown.connectionId) },
+    { name: 'user-online-offline', workflowId: userId },
+  ];
+  const recorded = await Promise.all(
+    runs.map(async ({ name, workflowId }) => ({
+      name,
+      workflowId,
+      bytes: encode(await env.client.workflow.getHandle(workflowId).fetchHistory()),
+    })),
+  );
+  // The run that continued as new (the handle above reads the chain's last run).
+  const last = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).fetchHistory();
+  const firstRunId = last.events?.[0]?.workflowExecutionStartedEventAttributes?.firstExecutionRunId;
+  if (!firstRunId) throw new Error('recording: no first run id');
+  const first = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId), firstRunId).fetchHistory();
+  recorded.push({
+    name: 'session-continued-as-new',
+    workflowId: sessionWorkflowId(s.connectionId),
+    bytes: encode(first),
+  });
+  return recorded;
+}
+
+const History = temporal.api.history.v1.History;
+const encode = (history: temporal.api.history.v1.IHistory) => History.encode(history).finish();
+export const decodeHistory = (bytes: Uint8Array) => History.decode(bytes);

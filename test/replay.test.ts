@@ -1,0 +1,55 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { decodeHistory, recordHistories } from './helpers/histories';
+import { startStack, testConfig } from './helpers/stack';
+import { timeSkippingEnv, workflowBundle } from './helpers/temporal';
+
+const FIXTURES = path.join(__dirname, 'fixtures/histories');
+
+async function replay(histories: { workflowId: string; history: unknown }[]) {
+  const failures: string[] = [];
+  for await (const result of Worker.runReplayHistories({ workflowBundle: await workflowBundle() }, histories)) {
+    if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
+  }
+  return failures;
+}
+
+/**
+ * Determinism: today's workflow code must replay the histories of workflows started by earlier
+ * code (sessions live for hours and cross deployments), and its own.
+ */
+describe('workflow replay', () => {
+  it('replays the recorded histories of every session path and a user workflow without non-determinism', async () => {
+    const files = readdirSync(FIXTURES).filter((f) => f.endsWith('.pb'));
+    expect(files.length).toBeGreaterThanOrEqual(6);
+    const histories = files.map((f) => ({
+      workflowId: f.replace(/\.pb$/, ''),
+      history: decodeHistory(readFileSync(path.join(FIXTURES, f))),
+    }));
+    expect(await replay(histories)).toEqual([]);
+  });
+
+  describe('fresh histories (time-skipping)', () => {
+    let env: TestWorkflowEnvironment;
+    let stack: Awaited<ReturnType<typeof startStack>>;
+    beforeAll(async () => {
+      env = await timeSkippingEnv();
+      stack = await startStack(env, testConfig({ WS_IDLE_TIMEOUT_MS: '30000' }));
+    });
+    afterAll(async () => {
+      await stack?.stop();
+      await env?.teardown();
+    });
+
+    it('replays the histories the current code writes, continue-as-new included', async () => {
+      const recorded = await recordHistories(env, stack);
+      const histories = recorded.map((h) => ({ workflowId: h.workflowId, history: decodeHistory(h.bytes) }));
+      expect(recorded.map((h) => h.name)).toContain('session-continued-as-new');
+      const continued = decodeHistory(recorded.find((h) => h.name === 'session-continued-as-new')!.bytes);
+      expect(continued.events?.at(-1)?.workflowExecutionContinuedAsNewEventAttributes).toBeTruthy();
+      expect(await replay(histories)).toEqual([]);
+    }, 120_000);
+  });
+});
