@@ -285,6 +285,13 @@ describe('users online/offline (dev server, two workers)', () => {
         () => observed(user),
         (o) => !o.redisOnline && o.dbOnline === false,
       );
+      // The broadcast follows the Redis/DB writes: wait for it, then make sure no other comes.
+      await waitFor(
+        'offline broadcast',
+        () => capture.events(),
+        (e) => e.length >= 4,
+      );
+      await pause(1_000);
       expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
     } finally {
       await capture.close();
