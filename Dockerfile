@@ -22,5 +22,6 @@ EXPOSE 9464
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.METRICS_PORT||9464)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 
-# The npm script execs tsx, so SIGTERM from `docker stop` reaches the worker: it drains and exits 0.
-CMD ["npm", "run", "worker"]
+# Node is PID 1 and loads tsx in-process: SIGTERM from `docker stop` reaches the worker itself (the
+# tsx CLI would relay it and SIGKILL a busy child), so it drains and exits 0.
+CMD ["node", "--import", "tsx", "src/worker-main.ts"]

@@ -138,19 +138,8 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     } else {
       metrics.started.add(1);
     }
-    Object.assign(state, {
-      status: SessionStatus.connected,
-      session,
-      socketId: session.socketId,
-      connectedAt: now,
-      lastSeenAt: now,
-      disconnectedAt: null,
-      softDestroyAt: null,
-      hardDestroyAt: null,
-      presenceRemoved: false,
-      destroyReason: null,
-      invalidateReason: null,
-    } satisfies Partial<SessionState>);
+    // A new lifetime on the same connectionId: everything but the counts starts afresh.
+    Object.assign(state, fresh(session, now), { counts: state.counts });
     epoch++;
     outbox.push({ kind: 'live', session, at }, { kind: 'connect', session, at });
   });

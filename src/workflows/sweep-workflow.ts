@@ -1,5 +1,6 @@
 import {
   makeContinueAsNewFunc,
+  metricMeter,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -44,6 +45,7 @@ export async function sweepWorkflow(input: SweepWorkflowInput): Promise<SweepPro
     done: false,
   };
   setHandler(sweepProgressQuery, () => progress);
+  const cleaned = metricMeter.createCounter('tether_sweep_cleaned', 'sessions', 'Stale sessions the sweep cleaned up');
   const report = () =>
     setCurrentDetails(
       `${progress.done ? 'done' : 'sweeping'}: scanned ${progress.scanned}, cleaned ${progress.cleaned}, ` +
@@ -61,6 +63,7 @@ export async function sweepWorkflow(input: SweepWorkflowInput): Promise<SweepPro
     progress.pages++;
     progress.scanned += page.read;
     progress.cleaned += page.cleaned;
+    cleaned.add(page.cleaned);
     progress.skipped += page.skipped;
     progress.ignored += page.ignored;
     progress.failed += page.failed;
