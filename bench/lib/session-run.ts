@@ -1,0 +1,172 @@
+/**
+ * One scenario's population against tether: an app and users seeded in Postgres, a worker child,
+ * the trace generator, the target, the driver and the observer; `finish` closes what is still
+ * open, waits for every destroy and audits that nothing is left behind.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Pool } from 'pg';
+import type { SessionUser } from '../../src/session';
+import type { Audit, BenchContext } from './context';
+import { Driver, type DriverHooks } from './driver';
+import { auditClean, Observer, sleep } from './observer';
+import { WorkerChild } from './stack';
+import { TetherTarget } from './target';
+import { DEFAULT_SHAPE, GatewayWrites, randomId, TraceGenerator, type SimConnection, type TraceShape } from './trace';
+
+export async function seedApp(pg: Pool): Promise<string> {
+  const appPid = randomId(12);
+  await pg.query('INSERT INTO applications (pid, name) VALUES ($1, $2)', [appPid, 'tether bench']);
+  return appPid;
+}
+
+export async function seedUsers(pg: Pool, n: number): Promise<SessionUser[]> {
+  if (n <= 0) return [];
+  const clientIds = Array.from({ length: n }, () => `bench-${randomId(10)}`);
+  const { rows } = await pg.query<{ id: string; clientId: string; createdAt: Date; updatedAt: Date }>(
+    `INSERT INTO authentication_users ("clientId", username)
+       SELECT c, 'bench-user-' || c FROM unnest($1::varchar[]) AS c
+     RETURNING id, "clientId", "createdAt", "updatedAt"`,
+    [clientIds],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    clientId: r.clientId,
+    username: `bench-user-${r.clientId}`,
+    createdAt: r.createdAt.toISOString(),
+    updatedAt: r.updatedAt.toISOString(),
+    isOnline: false,
+    lastOnline: null,
+  }));
+}
+
+export interface SessionRunOptions {
+  idleTimeoutMs: number;
+  users: number;
+  shape?: TraceShape;
+  maxInFlight?: number;
+}
+
+export class SessionRun {
+  readonly conns: SimConnection[] = [];
+  private constructor(
+    private readonly ctx: BenchContext,
+    readonly appPid: string,
+    readonly users: SessionUser[],
+    readonly gen: TraceGenerator,
+    readonly target: TetherTarget,
+    readonly driver: Driver,
+    readonly observer: Observer,
+    readonly worker: WorkerChild,
+    readonly idleTimeoutMs: number,
+    /** Set by the scenario (`run.hooks.done = …`); called for every finished call. */
+    readonly hooks: DriverHooks,
+  ) {}
+
+  static async start(ctx: BenchContext, opts: SessionRunOptions): Promise<SessionRun> {
+    const taskQueue = `bench-${randomBytes(4).toString('hex')}`;
+    const appPid = await seedApp(ctx.pg);
+    const users = await seedUsers(ctx.pg, opts.users);
+    const worker = await WorkerChild.start({
+      kind: 'session',
+      address: ctx.env.address,
+      namespace: ctx.env.namespace ?? 'default',
+      taskQueue,
+      bundlePath: ctx.bundles.session,
+      idleTimeoutMs: opts.idleTimeoutMs,
+    });
+    if (worker.pid) ctx.workerPids.add(worker.pid);
+    const gen = new TraceGenerator(appPid, opts.idleTimeoutMs, users, opts.shape ?? DEFAULT_SHAPE, ctx.seed);
+    const target = new TetherTarget(ctx.env.client, { taskQueue, idleTimeoutMs: opts.idleTimeoutMs });
+    const observer = new Observer(ctx.redis, ctx.pg);
+    // The driver calls whatever hooks the scenario sets on the run later.
+    const hooks: DriverHooks = {};
+    const driver = new Driver(
+      target,
+      new GatewayWrites(ctx.redis),
+      {
+        done: (...args) => hooks.done?.(...args),
+        failed: (...args) => hooks.failed?.(...args),
+      },
+      opts.maxInFlight,
+    );
+    return new SessionRun(ctx, appPid, users, gen, target, driver, observer, worker, opts.idleTimeoutMs, hooks);
+  }
+
+  connection(gateway: number): SimConnection {
+    const conn = this.gen.connection(gateway);
+    this.conns.push(conn);
+    return conn;
+  }
+
+  /** Hard destroy is due this long after a close (spec §3). */
+  get destroyDelayMs(): number {
+    return 4 * this.idleTimeoutMs;
+  }
+
+  /**
+   * Drops what is still scheduled, closes every open socket (spread over `closeSpreadMs`), waits
+   * until every session's destroy is visible, audits Redis/Postgres and the workflows, stops the
+   * worker. `onProgress(destroyed, total)` while waiting.
+   */
+  async finish(opts: {
+    closeSpreadMs: number;
+    timeoutMs: number;
+    onProgress?: (destroyed: number, total: number) => void;
+  }): Promise<Audit> {
+    const { driver, observer } = this;
+    try {
+      driver.clear();
+      await driver.drained();
+      const start = Date.now() + 100;
+      const open = this.conns.filter((c) => c.openSocket !== null);
+      driver.add(
+        open.map((conn, i) =>
+          this.gen.close(conn, conn.openSocket!, start + (opts.closeSpreadMs * i) / Math.max(1, open.length)),
+        ),
+      );
+      await driver.drained();
+      let destroyed = 0;
+      const seen = await Promise.all(
+        this.conns.map(async (conn) => {
+          const seen = await observer.destroyed(conn, { timeoutMs: opts.timeoutMs });
+          destroyed += seen === null ? 0 : 1;
+          opts.onProgress?.(destroyed, this.conns.length);
+          return seen;
+        }),
+      );
+      const notDestroyed = this.conns.filter((_, i) => seen[i] === null);
+      // Users go offline through their own workflow after the last soft destroy: give it a moment.
+      let problems: string[] = [];
+      for (let attempt = 0; attempt < 30; attempt++) {
+        problems = [
+          ...(notDestroyed.length
+            ? [`${notDestroyed.length} session(s) not seen destroyed, e.g. ${notDestroyed[0]!.connectionId}`]
+            : []),
+          ...(await auditClean(this.ctx.redis, this.ctx.pg, this.appPid, this.conns, this.users)),
+          ...(await this.target.leftovers(
+            this.conns.map((c) => c.connectionId),
+            this.users.map((u) => ({ appPid: this.appPid, clientId: u.clientId })),
+          )),
+        ];
+        if (problems.length === 0 || notDestroyed.length) break;
+        await sleep(1000);
+      }
+      return {
+        sessions: this.conns.length,
+        destroyed: this.conns.length - notDestroyed.length,
+        clean: problems.length === 0,
+        problems,
+      };
+    } finally {
+      await observer.close();
+      await this.worker.stop();
+    }
+  }
+
+  /** Stops everything without waiting for destroys (after a failure). */
+  async abort(): Promise<void> {
+    this.driver.stop();
+    await this.observer.close();
+    await this.worker.stop();
+  }
+}

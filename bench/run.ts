@@ -1,0 +1,270 @@
+/**
+ * `npm run bench [-- scenario... ] [--quick] [--seed N] [--out FILE] [--update-readme] [--no-progress]`
+ *
+ * Starts a Temporal dev server (the cached Temporal CLI), bundles the workflows, runs the chosen
+ * scenarios (default: all) against tether with workers in child processes, prints a table and
+ * writes the JSON under bench/results/. The backing services must be up (`npm run bench` runs
+ * scripts/setup.ts first). See bench/README.md.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import Redis from 'ioredis';
+import { loadConfig } from '../src/config';
+import { createPgPool } from '../src/resources';
+import type { BenchContext, Figure, Scenario, ScenarioResult } from './lib/context';
+import { Progress } from './lib/progress';
+import { cpuAccount, cpuSnapshot, git, machine, markdownTable, textTable, workerTicks } from './lib/report';
+import { bundleWorkflows, ROOT, startDevServer } from './lib/stack';
+import { round } from './lib/stats';
+import { ceiling } from './scenarios/ceiling';
+import { churn } from './scenarios/churn';
+import { cost } from './scenarios/cost';
+import { steady } from './scenarios/steady';
+import { storm } from './scenarios/storm';
+
+export const SCENARIOS: Scenario[] = [churn, steady, storm, cost, ceiling];
+
+export interface BenchOptions {
+  scenarios: string[];
+  quick: boolean;
+  seed: number;
+  /** JSON output file; default bench/results/<time>-<scenarios>[-quick].json; null: none. */
+  out?: string | null;
+  updateReadme?: boolean;
+  progress?: boolean;
+}
+
+export interface BenchReport {
+  tool: string;
+  startedAt: string;
+  finishedAt: string;
+  quick: boolean;
+  seed: number;
+  machine: ReturnType<typeof machine> & { loadAverageAtEnd?: number[] };
+  git: ReturnType<typeof git>;
+  services: { temporal: string; redis: string; postgres: string; rabbitmq: string };
+  noise: string;
+  results: ScenarioResult[];
+  derived: Figure[];
+}
+
+export function parseArgs(argv: string[]): BenchOptions {
+  const opts: BenchOptions = { scenarios: [], quick: false, seed: 1, updateReadme: false, progress: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--quick') opts.quick = true;
+    else if (a === '--seed') opts.seed = Number(argv[++i]);
+    else if (a === '--out') opts.out = argv[++i];
+    else if (a === '--no-json') opts.out = null;
+    else if (a === '--update-readme') opts.updateReadme = true;
+    else if (a === '--no-progress') opts.progress = false;
+    else if (a === '--help' || a === '-h') {
+      process.stdout.write(
+        `usage: npm run bench -- [${SCENARIOS.map((s) => s.name).join('|')}...] [--quick] [--seed N] [--out FILE|--no-json] [--update-readme] [--no-progress]\n` +
+          SCENARIOS.map((s) => `  ${s.name.padEnd(8)} ${s.description}`).join('\n') +
+          '\n',
+      );
+      process.exit(0);
+    } else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
+    else opts.scenarios.push(...a.split(',').filter(Boolean));
+  }
+  if (!Number.isSafeInteger(opts.seed)) throw new Error('--seed takes a whole number');
+  for (const name of opts.scenarios)
+    if (!SCENARIOS.some((s) => s.name === name))
+      throw new Error(`unknown scenario ${name}; one of ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  return opts;
+}
+
+export async function runBench(
+  opts: BenchOptions,
+): Promise<{ report: BenchReport; file: string | null; table: string }> {
+  const chosen = opts.scenarios.length ? SCENARIOS.filter((s) => opts.scenarios.includes(s.name)) : SCENARIOS;
+  const progress = new Progress(process.stderr, opts.progress !== false);
+  const config = loadConfig({ ...process.env, LOG_LEVEL: 'error' });
+  const startedAt = new Date();
+  const report: BenchReport = {
+    tool: 'tether bench',
+    startedAt: startedAt.toISOString(),
+    finishedAt: '',
+    quick: opts.quick,
+    seed: opts.seed,
+    machine: machine(),
+    git: git(ROOT),
+    services: {
+      temporal: 'dev server (temporal server start-dev, in-memory SQLite) started by the bench',
+      redis: `${config.redis.host}:${config.redis.port}`,
+      postgres: `${config.db.host}:${config.db.port}/${config.db.name}`,
+      rabbitmq: new URL(config.rabbitmq.url).host,
+    },
+    noise:
+      'Shared machine: other people run tests on it at the same time. Each scenario records CPU seconds by ' +
+      'process group (cpu.other = everything not the bench, its worker or its dev server, incl. Redis/Postgres/RabbitMQ).',
+    results: [],
+    derived: [],
+  };
+
+  progress.note(`[bench] starting the dev server and bundling workflows (${chosen.map((s) => s.name).join(', ')})`);
+  const redis = new Redis({ host: config.redis.host, port: config.redis.port, maxRetriesPerRequest: 2 });
+  const pg = createPgPool(config);
+  const [env, bundles] = await Promise.all([startDevServer(), bundleWorkflows()]);
+  const ctx: BenchContext = {
+    env,
+    redis,
+    pg,
+    config,
+    bundles,
+    quick: opts.quick,
+    seed: opts.seed,
+    progress,
+    workerPids: new Set(),
+  };
+  try {
+    for (const scenario of chosen) {
+      progress.begin(scenario.name);
+      ctx.workerPids.clear();
+      const before = cpuSnapshot([]);
+      const ticks = new Map<number, number>();
+      const sampler = setInterval(() => workerTicks(ctx.workerPids, ticks), 500);
+      let result: ScenarioResult;
+      const t0 = Date.now();
+      try {
+        result = await scenario.run(ctx);
+      } catch (err) {
+        result = {
+          scenario: scenario.name,
+          completed: false,
+          error: err instanceof Error ? err.message : String(err),
+          figures: [],
+          config: {},
+          details: { stack: err instanceof Error ? err.stack : undefined },
+          audit: null,
+          durationMs: Date.now() - t0,
+        };
+      } finally {
+        clearInterval(sampler);
+      }
+      result.cpu = cpuAccount(before, cpuSnapshot([]), ticks);
+      progress.end();
+      progress.note(
+        `[bench] ${scenario.name}: ${result.completed ? 'done' : `FAILED: ${result.error}`} in ${round(result.durationMs / 1000, 1)} s` +
+          (result.cpu
+            ? ` (cpu s: worker ${result.cpu.worker}, dev server ${result.cpu.devServer}, bench ${result.cpu.bench}, other ${result.cpu.other})`
+            : ''),
+      );
+      report.results.push(result);
+    }
+  } finally {
+    await env.teardown().catch(() => undefined);
+    bundles.remove();
+    redis.disconnect();
+    await pg.end();
+  }
+
+  const fig = (key: string) => report.results.flatMap((r) => r.figures).find((f) => f.key === key)?.value ?? null;
+  const ours = fig('churn.lifecycles_per_s');
+  const top = fig('ceiling.workflows_per_s');
+  if (ours !== null && top !== null && top > 0) {
+    report.derived.push({
+      key: 'ratio.churn_to_ceiling',
+      label: 'churn lifecycles/s ÷ ceiling workflows/s',
+      value: round(ours / top, 3),
+      unit: 'ratio',
+      note: 'same dev server and worker settings, same run',
+    });
+  }
+  report.finishedAt = new Date().toISOString();
+  report.machine.loadAverageAtEnd = machine().loadAverage;
+
+  const shown: ScenarioResult[] = [
+    ...report.results,
+    ...(report.derived.length
+      ? [
+          {
+            scenario: 'ratio',
+            completed: true,
+            figures: report.derived,
+            config: {},
+            details: {},
+            audit: null,
+            durationMs: 0,
+          },
+        ]
+      : []),
+  ];
+  const table = textTable(shown);
+  let file: string | null = null;
+  if (opts.out !== null) {
+    const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+    const names = chosen.length === SCENARIOS.length ? 'all' : chosen.map((s) => s.name).join('-');
+    file = opts.out ?? path.join(ROOT, 'bench/results', `${stamp}-${names}${opts.quick ? '-quick' : ''}.json`);
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  }
+  if (opts.updateReadme) await updateReadme(report, shown, file);
+  return { report, file, table };
+}
+
+/** Replaces the results block of bench/README.md with this run's table (never typed by hand). */
+async function updateReadme(report: BenchReport, shown: ScenarioResult[], file: string | null): Promise<void> {
+  const readme = path.join(ROOT, 'bench/README.md');
+  const text = readFileSync(readme, 'utf8');
+  const start = '<!-- results:start -->';
+  const end = '<!-- results:end -->';
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  if (i < 0 || j < i) throw new Error(`bench/README.md has no ${start} … ${end} block`);
+  const m = report.machine;
+  const cpu = report.results
+    .filter((r) => r.cpu)
+    .map((r) => `${r.scenario} ${r.cpu!.other} s of ${r.cpu!.wallSeconds} s wall (${r.cpu!.machineBusyPct}% busy)`)
+    .join('; ');
+  const block = [
+    start,
+    '',
+    `Run of ${report.startedAt} (${report.quick ? 'quick' : 'full'}), commit ${report.git.commit?.slice(0, 10) ?? 'unknown'}` +
+      `${report.git.dirty ? ' with uncommitted changes' : ''}; ${m.cpus} × ${m.cpuModel}, ` +
+      `${round(m.memoryBytes / 2 ** 30, 1)} GiB, Node ${m.node}; load average ${m.loadAverage.join(' ')} at start. ` +
+      `CPU used by other processes during each scenario: ${cpu}.` +
+      (file ? ` JSON: \`${path.relative(path.join(ROOT, 'bench'), file)}\`.` : ''),
+    '',
+    markdownTable(shown),
+    '',
+    end,
+  ].join('\n');
+  let updated = text.slice(0, i) + block + text.slice(j + end.length);
+  // Formatted as `npm run lint` (prettier --check) wants it; a dev dependency, so best effort.
+  try {
+    const prettier = await import('prettier');
+    const options = (await prettier.resolveConfig(readme)) ?? {};
+    updated = await prettier.format(updated, { ...options, filepath: readme });
+  } catch {
+    // unformatted is still correct
+  }
+  writeFileSync(readme, updated);
+}
+
+if (require.main === module) {
+  let opts: BenchOptions;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(2);
+  }
+  // Worker and server chatter off; warnings still show.
+  void import('@temporalio/worker').then(({ DefaultLogger, Runtime }) => {
+    Runtime.install({ logger: new DefaultLogger('ERROR') });
+    runBench(opts).then(
+      ({ table, file, report }) => {
+        process.stdout.write('\n' + table + '\n');
+        if (file) process.stdout.write(`\nJSON: ${path.relative(process.cwd(), file)}\n`);
+        const failed = report.results.filter((r) => !r.completed || (r.audit && !r.audit.clean));
+        if (failed.length) process.exitCode = 1;
+      },
+      (err: unknown) => {
+        process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+        process.exit(1);
+      },
+    );
+  });
+}
