@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionState } from '../src/client';
+import { DestroyReason, SessionClient, SessionStatus, sessionWorkflowId, type SessionState } from '../src/client';
 import { keys } from '../src/activities/redis-keys';
 import { disconnectedSignal, heartbeatSignal, activeSignal } from '../src/workflows/messages';
 import type { Session } from '../src/session';
-import { timeSkippingEnv } from './helpers/temporal';
-import { makeSession, seedApp, startStack, testConfig } from './helpers/stack';
+import { createWorker } from '../src/worker';
+import { makeSession, nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';
+import { timeSkippingEnv, workflowBundle } from './helpers/temporal';
 
 const IDLE = 30_000;
 const HARD = 4 * IDLE;
@@ -239,6 +240,33 @@ describe('session lifecycle (time-skipping)', () => {
     expect(rows.rowCount).toBe(0);
     expect(await redis().exists(keys.active(s.connectionId))).toBe(0);
     expect(await redis().zscore('heartbeat:keepalive', s.connectionId)).toBeNull();
+  });
+
+  it('handles a close that arrives with the start, before any worker ran the workflow', async () => {
+    // No worker polls this queue yet: the start and both signals land in the first workflow task.
+    const taskQueue = `late-${nanoid(8)}`;
+    const client = new SessionClient(env.client, { taskQueue, idleTimeoutMs: IDLE });
+    const s = makeSession(appPid);
+    await client.connected(s, await now());
+    expect(await client.disconnected(s, await now())).toBe(true);
+    const worker = await createWorker({
+      connection: env.nativeConnection,
+      namespace: env.namespace ?? 'default',
+      taskQueue,
+      config: stack.config,
+      resources: stack.resources,
+      logger: testLogger,
+      workflowBundle: await workflowBundle(),
+    });
+    const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
+    const final = await worker.runUntil(async () => {
+      await env.sleep(HARD + 1_000);
+      return (await handle.result()) as SessionState;
+    });
+    expect(final.status).toBe(SessionStatus.destroyed);
+    expect(final.destroyReason).toBe(DestroyReason.closed);
+    const history = await handle.fetchHistory();
+    expect(history.events?.filter((e) => e.workflowTaskFailedEventAttributes) ?? []).toEqual([]);
   });
 
   it('drops malformed signals sent around the client without failing a workflow task', async () => {

@@ -97,6 +97,9 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
   let refreshLive = false;
   // Bumped by every reconnect: the result of an effect started before it must not be applied.
   let epoch = 0;
+  // Why the current close happened, for the destroy that follows it. Declared before the handlers:
+  // signals delivered with the first activation run them before the rest of this body.
+  let closeReason: DestroyReason = DestroyReason.closed;
 
   const drop = (signal: string, check: Check<unknown>) => {
     state.counts.droppedSignals++;
@@ -176,8 +179,6 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     if (state.status !== SessionStatus.destroyed) state.invalidateReason = msg.value.reason;
   });
 
-  // Why the current close happened, for the destroy that follows it (closes only happen while connected).
-  let closeReason: DestroyReason = DestroyReason.closed;
   function close(closedAt: number, eventAt: number, reason: DestroyReason = DestroyReason.closed): void {
     closeReason = reason;
     Object.assign(state, {
