@@ -68,6 +68,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 function text(v: unknown, field: string, max: number = LIMITS.idLength): string {
   if (typeof v !== 'string' || v.length === 0) fail(field, 'must be a non-empty string');
   if (v.length > max) fail(field, `must be at most ${max} characters`);
+  // Postgres text cannot hold NUL: such a session could never be recorded.
+  if (v.includes('\u0000')) fail(field, 'must not contain a NUL character');
   return v;
 }
 

@@ -41,6 +41,7 @@ describe('SessionClient input validation', () => {
     ['session.socketId', () => ({ ...good(), socketId: 'not-a-uuid' })],
     ['session.uid', () => ({ ...good(), uid: '' })],
     ['session.keyId', () => ({ ...good(), keyId: 'k'.repeat(300) })],
+    ['session.keyId', () => ({ ...good(), keyId: 'key\u0000nul' })],
     ['session.user.id', () => ({ ...good(), user: { id: 'nope', clientId: 'c' } })],
     ['session.user.clientId', () => ({ ...good(), user: { id: randomUUID() } })],
     ['session.user', () => ({ ...good(), user: { id: randomUUID(), clientId: 'c', blob: 'x'.repeat(20_000) } })],

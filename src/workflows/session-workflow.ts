@@ -9,7 +9,6 @@ import {
   isCancellation,
   log,
   proxyActivities,
-  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -57,11 +56,8 @@ const retry = {
   maximumInterval: '30s',
 } as const;
 const effects = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
-  retry,
-});
-// Marking live is one idempotent SET+ZADD: a local activity costs one history event instead of six.
-const local = proxyLocalActivities<Activities>({
+  // An effect is a few round trips; an attempt lost with a killed worker is retried only once this
+  // runs out, so it bounds how late a destroy can be after a crash.
   startToCloseTimeout: '10s',
   retry,
 });
@@ -192,7 +188,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
 
   async function runEffect(item: Outbox): Promise<void> {
     if (item.kind === 'live') {
-      await local.markSessionLive({ session: item.session, at: item.at });
+      await effects.markSessionLive({ session: item.session, at: item.at });
     } else {
       try {
         await effects.recordConnectionEvent({ session: item.session, type: item.kind, at: item.at });
@@ -276,7 +272,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
       }
       if (refreshLive && state.status === SessionStatus.connected) {
         refreshLive = false;
-        await local.markSessionLive({
+        await effects.markSessionLive({
           session: state.session,
           at: state.lastSeenAt,
         });

@@ -21,7 +21,9 @@ import {
 const DEFAULT_MAX_HISTORY_EVENTS = 4_000;
 
 const fx = proxyActivities<Activities>({
-  startToCloseTimeout: '30s',
+  // An effect is a few round trips; an attempt lost with a killed worker is retried only once this
+  // runs out, so it bounds how late a destroy can be after a crash.
+  startToCloseTimeout: '10s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 

@@ -1,0 +1,105 @@
+import type { Client, Connection } from '@temporalio/client';
+import type Redis from 'ioredis';
+import type { Pool } from 'pg';
+import type { SessionClient } from '../src/client';
+import type { Session, SessionUser } from '../src/session';
+import type { Rng } from './util';
+
+export const SCENARIOS = [
+  'simple',
+  'quick-reconnect',
+  'soft-race',
+  'hard-race',
+  'late-reconnect',
+  'double-close',
+  'stale-close',
+  'late-pong',
+  'silent',
+  'invalidate',
+  'unknown-app',
+  'weird-valid',
+  'ownership',
+  'long-lived',
+  'probe',
+] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface Violation {
+  invariant: string;
+  subject: string;
+  detail: string;
+  at: number;
+}
+
+export interface App {
+  appPid: string;
+  appId: string;
+}
+
+export interface SeededUser {
+  appPid: string;
+  user: SessionUser;
+}
+
+/** One connection of the run as the gateway (the driver) sees it. */
+export interface Tracked {
+  n: number;
+  scenario: Scenario;
+  /** Current session object (its socketId is the current socket). */
+  session: Session;
+  sockets: string[];
+  rooms: string[];
+  presenceRooms: string[];
+  userTargets: string[];
+  /** What the run must end with for it. */
+  expect: 'destroyed' | 'live' | 'rejected';
+  /** The gateway considers the socket open. */
+  connected: boolean;
+  /** A destroy may have completed at some point (so `disconnectedAt` may be set while live). */
+  mayHaveBeenDestroyed: boolean;
+  /** A soft destroy may have removed presence before a racing reconnect (the client re-enters it). */
+  mayHaveLostPresence: boolean;
+  /** Wall-clock estimate of the pending hard destroy, once the final close was sent. */
+  destroyDueAt: number | null;
+  startedAt: number;
+  finishedAt: number | null;
+  /** The scenario script itself failed (a call that never went through). */
+  error: string | null;
+  notes: string[];
+}
+
+export interface ChaosContext {
+  temporal: Client;
+  connection: Connection;
+  sessions: SessionClient;
+  redis: Redis;
+  pg: Pool;
+  apps: App[];
+  users: SeededUser[];
+  unknownAppPid: string;
+  idleMs: number;
+  pongEveryMs: number;
+  taskQueue: string;
+  rng: Rng;
+  tracked: Tracked[];
+  violations: Violation[];
+  /** Counters shown in the report. */
+  counters: Record<string, number>;
+  /** Aborts everything (SIGINT, fatal error). */
+  signal: AbortSignal;
+  log: (msg: string) => void;
+}
+
+export function violate(
+  ctx: Pick<ChaosContext, 'violations' | 'log'>,
+  invariant: string,
+  subject: string,
+  detail: string,
+) {
+  ctx.violations.push({ invariant, subject, detail, at: Date.now() });
+  ctx.log(`VIOLATION ${invariant} ${subject}: ${detail}`);
+}
+
+export function count(ctx: Pick<ChaosContext, 'counters'>, key: string, by = 1): void {
+  ctx.counters[key] = (ctx.counters[key] ?? 0) + by;
+}

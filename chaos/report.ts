@@ -1,0 +1,246 @@
+import type { ChaosContext, Violation } from './context';
+import type { HistoryStats } from './invariants';
+import type { ClientFuzzResult, RawFuzzResult } from './malformed';
+import type { ChaosOptions, FaultKind } from './options';
+import { percentile } from './util';
+
+export interface FaultRecord {
+  kind: FaultKind;
+  at: number;
+  downMs: number;
+  restoredAt: number | null;
+  pendingDestroysAtFault: number;
+  detail: string;
+  victim?: string;
+  /** A new session effective (marker + row) this long after the restore. */
+  probeMs: number | null;
+  /** Destroys that fell due before the restore all done this long after it. */
+  drainMs: number | null;
+  backlog: number;
+}
+
+export const INVARIANTS: Record<string, string> = {
+  'destroyed-clean': 'destroyed: no connection:{cid}:* key, presence member/index entry, heartbeat score or marker',
+  'destroyed-db': 'destroyed: sessions.disconnectedAt set; one connect and one disconnect row',
+  'rejected-clean': 'rejected (unknown app): nothing written anywhere',
+  'final-state': 'every session workflow ended destroyed',
+  'live-session-kept': 'live: workflow connected on the current socket, all Redis state, user online',
+  'late-signals-harmless': 'a pong after the destroy resurrects nothing',
+  'ownership-enforced': 'a live connectionId cannot be claimed by another uid/app',
+  'users-consistent': 'users: Redis and authentication_users agree (offline at the end)',
+  'user-broadcast-per-edge': 'one connect and one disconnect broadcast per user edge',
+  'presence-leave-broadcast': 'a presence leave broadcast for every room a destroyed session was in',
+  'no-workflow-failed': 'no workflow failed, terminated or timed out',
+  'no-workflow-task-failed': 'no WorkflowTaskFailed in any history',
+  'no-workflow-stuck': 'nothing left running after the settle period',
+  'malformed-rejected-typed': 'every malformed client call: InvalidSessionInputError naming the field',
+  'raw-signals-dropped': 'every malformed raw signal dropped and counted by the workflow',
+  'worker-no-crash': 'the worker never died on its own',
+  'scenario-completed': 'every scenario script ran to its end',
+  recovered: 'the system recovered from every fault within 120 s',
+  'fault-injected': 'every fault could be injected',
+  'run-completed': 'the harness ran to its end',
+};
+
+export interface ChaosReport {
+  runId: string;
+  mode: string;
+  seed: number;
+  startedAt: string;
+  durationMs: number;
+  pass: boolean;
+  file?: string;
+  options: Omit<ChaosOptions, 'log'>;
+  sessions: {
+    total: number;
+    churnLaunched: number;
+    byScenario: Record<string, number>;
+    byExpectation: Record<string, number>;
+    lifetimeMs: { p50: number | null; p95: number | null; max: number | null };
+  };
+  faults: FaultRecord[];
+  faultsByKind: Record<
+    string,
+    { count: number; downMsTotal: number; maxProbeMs: number | null; maxDrainMs: number | null }
+  >;
+  /** When this run held each service down (other tests on the machine were disturbed then). */
+  outages: { kind: string; from: string; to: string }[];
+  malformed: { client?: ClientFuzzResult; raw?: RawFuzzResult; ownershipRefused: number };
+  temporal?: HistoryStats & { stillRunningAfterSettle: number };
+  users: { seeded: number; edges: number; connectBroadcasts: number; disconnectBroadcasts: number };
+  broadcastsRead: number;
+  worker: { starts: number; exits: number };
+  invariants: { name: string; description: string; checked: number; violations: number }[];
+  violationCount: number;
+  violations: Violation[];
+  counters: Record<string, number>;
+  phasesMs: Record<string, number>;
+  notes: string[];
+  logs: Record<string, string>;
+}
+
+export function buildReport(a: {
+  runId: string;
+  opts: ChaosOptions;
+  started: number;
+  ctx: ChaosContext | undefined;
+  faults: FaultRecord[];
+  clientFuzz?: ClientFuzzResult;
+  rawFuzz?: RawFuzzResult;
+  history?: HistoryStats;
+  userTotals: { edges: number; connects: number; disconnects: number };
+  broadcasts: number;
+  churnLaunched: number;
+  stillRunning: number;
+  phases: Record<string, number>;
+  notes: string[];
+  outagesRun: { kind: string; from: string; to: string }[];
+  workerStarts: number;
+  workerExits: number;
+  logs: Record<string, string>;
+}): ChaosReport {
+  const tracked = a.ctx?.tracked ?? [];
+  const violations = a.ctx?.violations ?? [];
+  const counters = a.ctx?.counters ?? {};
+  const byScenario: Record<string, number> = {};
+  const byExpectation: Record<string, number> = {};
+  for (const t of tracked) {
+    byScenario[t.scenario] = (byScenario[t.scenario] ?? 0) + 1;
+    byExpectation[t.expect] = (byExpectation[t.expect] ?? 0) + 1;
+  }
+  const lifetimes = tracked.filter((t) => t.finishedAt).map((t) => t.finishedAt! - t.startedAt);
+  const faultsByKind: ChaosReport['faultsByKind'] = {};
+  for (const f of a.faults) {
+    const k = (faultsByKind[f.kind] ??= { count: 0, downMsTotal: 0, maxProbeMs: null, maxDrainMs: null });
+    k.count++;
+    k.downMsTotal += f.downMs;
+    if (f.probeMs !== null) k.maxProbeMs = Math.max(k.maxProbeMs ?? 0, f.probeMs);
+    if (f.drainMs !== null) k.maxDrainMs = Math.max(k.maxDrainMs ?? 0, f.drainMs);
+  }
+  const invNames = new Set([...Object.keys(INVARIANTS), ...violations.map((v) => v.invariant)]);
+  const invariants = [...invNames].map((name) => ({
+    name,
+    description: INVARIANTS[name] ?? name,
+    checked: counters[`checked:${name}`] ?? 0,
+    violations: violations.filter((v) => v.invariant === name).length,
+  }));
+  const { log: _log, ...options } = a.opts;
+  void _log;
+  const missingFaults = a.opts.faults.length !== a.faults.length;
+  return {
+    runId: a.runId,
+    mode: a.opts.mode,
+    seed: a.opts.seed,
+    startedAt: new Date(a.started).toISOString(),
+    durationMs: Date.now() - a.started,
+    pass: violations.length === 0 && a.ctx !== undefined && !missingFaults,
+    options,
+    sessions: {
+      total: tracked.length,
+      churnLaunched: a.churnLaunched,
+      byScenario,
+      byExpectation,
+      lifetimeMs: { p50: percentile(lifetimes, 50), p95: percentile(lifetimes, 95), max: percentile(lifetimes, 100) },
+    },
+    faults: a.faults,
+    faultsByKind,
+    outages: a.outagesRun,
+    malformed: { client: a.clientFuzz, raw: a.rawFuzz, ownershipRefused: counters['ownership:refused'] ?? 0 },
+    temporal: a.history ? { ...a.history, stillRunningAfterSettle: a.stillRunning } : undefined,
+    users: {
+      seeded: a.ctx?.users.length ?? 0,
+      edges: a.userTotals.edges,
+      connectBroadcasts: a.userTotals.connects,
+      disconnectBroadcasts: a.userTotals.disconnects,
+    },
+    broadcastsRead: a.broadcasts,
+    worker: { starts: a.workerStarts, exits: a.workerExits },
+    invariants,
+    violationCount: violations.length,
+    violations: violations.slice(0, 500),
+    counters,
+    phasesMs: a.phases,
+    notes: [...a.notes, ...(missingFaults ? [`only ${a.faults.length} of ${a.opts.faults.length} faults ran`] : [])],
+    logs: a.logs,
+  };
+}
+
+function table(head: string[], rows: (string | number | null)[][]): string {
+  const cells = [head, ...rows.map((r) => r.map((c) => (c === null ? '—' : String(c))))];
+  const widths = head.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+const s = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : `${(ms / 1000).toFixed(1)} s`);
+
+export function formatReport(r: ChaosReport): string {
+  const out: string[] = [];
+  out.push(
+    `tether chaos ${r.mode} run ${r.runId} (seed ${r.seed}): ${r.pass ? 'PASS' : 'FAIL'}, ${r.violationCount} violations, ${s(r.durationMs)}`,
+  );
+  out.push('');
+  out.push(
+    table(
+      ['sessions', 'count'],
+      [
+        ['total', r.sessions.total],
+        ...Object.entries(r.sessions.byScenario).sort((x, y) => y[1] - x[1]),
+        [
+          'expected destroyed / live / rejected',
+          `${r.sessions.byExpectation.destroyed ?? 0} / ${r.sessions.byExpectation.live ?? 0} / ${r.sessions.byExpectation.rejected ?? 0}`,
+        ],
+      ],
+    ),
+  );
+  out.push('');
+  out.push(
+    table(
+      ['fault', 'count', 'down total', 'recover: new session', 'recover: overdue destroys'],
+      Object.entries(r.faultsByKind).map(([k, v]) => [k, v.count, s(v.downMsTotal), s(v.maxProbeMs), s(v.maxDrainMs)]),
+    ),
+  );
+  out.push('');
+  const cf = r.malformed.client;
+  const rf = r.malformed.raw;
+  out.push(
+    table(
+      ['malformed input', 'sent', 'rejected / dropped'],
+      [
+        ['client calls (typed error naming the field)', cf?.calls ?? 0, cf?.rejectedTyped ?? 0],
+        ['raw signals around the client', rf?.sent ?? 0, rf?.observedDrops ?? 0],
+        ['connection takeovers (ConnectionOwnershipError)', r.malformed.ownershipRefused, r.malformed.ownershipRefused],
+      ],
+    ),
+  );
+  out.push('');
+  if (r.temporal) {
+    out.push(
+      `temporal: ${r.temporal.executions} runs, ${r.temporal.historyEvents} history events (max ${r.temporal.maxHistoryLength}), ` +
+        `workflow tasks failed ${r.temporal.workflowTaskFailed} (benign: ${JSON.stringify(r.temporal.workflowTaskFailedBenign)}), ` +
+        `timed out ${r.temporal.workflowTaskTimedOut}; activity retries ${JSON.stringify(r.temporal.activityRetriesByType)}`,
+    );
+  }
+  out.push(
+    `users: ${r.users.seeded} seeded, ${r.users.edges} edges, ${r.users.connectBroadcasts} connect / ${r.users.disconnectBroadcasts} disconnect broadcasts; worker started ${r.worker.starts}×`,
+  );
+  out.push('');
+  out.push(
+    table(
+      ['invariant', 'checked', 'violations'],
+      r.invariants.filter((i) => i.checked > 0 || i.violations > 0).map((i) => [i.name, i.checked, i.violations]),
+    ),
+  );
+  if (r.violations.length) {
+    out.push('');
+    out.push('violations (first 30):');
+    for (const v of r.violations.slice(0, 30)) out.push(`  ${v.invariant}  ${v.subject}: ${v.detail}`);
+  }
+  if (r.outages.length) {
+    out.push('');
+    out.push(`service outages: ${r.outages.map((o) => `${o.kind} ${o.from}…${o.to}`).join('; ')}`);
+  }
+  for (const n of r.notes) out.push(`note: ${n}`);
+  if (r.file) out.push(`report: ${r.file}`);
+  return out.join('\n');
+}

@@ -1,0 +1,118 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { Connection } from '@temporalio/client';
+import { cliSearchAttributes } from '../src/dev/dev-server';
+import { SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes';
+import { sleep } from './util';
+
+/**
+ * The harness's own Temporal dev server (a child process on a private port and SQLite file), which
+ * it SIGKILLs and starts again on the same file and port.
+ */
+export class ChaosTemporalServer {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  starts = 0;
+
+  constructor(
+    readonly cli: string,
+    readonly port: number,
+    readonly dbFile: string,
+    readonly logFile: string,
+  ) {}
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  args(): string[] {
+    return [
+      'server',
+      'start-dev',
+      '--ip',
+      '127.0.0.1',
+      '--port',
+      String(this.port),
+      '--headless',
+      '--db-filename',
+      this.dbFile,
+      ...cliSearchAttributes(SEARCH_ATTRIBUTES).flatMap(({ name, type }) => ['--search-attribute', `${name}=${type}`]),
+      '--log-level',
+      'error',
+      '--disable-config-env',
+      '--disable-config-file',
+    ];
+  }
+
+  /** Starts the server and resolves once the default namespace answers. */
+  async start(timeoutMs = 60_000): Promise<void> {
+    const log = openSync(this.logFile, 'a');
+    const child = spawn(this.cli, this.args(), { stdio: ['ignore', log, log] });
+    closeSync(log);
+    this.child = child;
+    this.starts++;
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    await this.waitReady(timeoutMs);
+  }
+
+  private async waitReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      if (this.child?.exitCode !== null && this.child?.exitCode !== undefined) {
+        throw new Error(`temporal dev server exited (${this.child.exitCode}): ${this.logTail()}`);
+      }
+      let connection: Connection | undefined;
+      try {
+        connection = await Connection.connect({ address: this.address, connectTimeout: 1000 });
+        await connection.withDeadline(Date.now() + 2000, () =>
+          connection!.workflowService.describeNamespace({ namespace: 'default' }),
+        );
+        return;
+      } catch (err) {
+        last = err;
+      } finally {
+        await connection?.close().catch(() => undefined);
+      }
+      await sleep(200);
+    }
+    throw new Error(`temporal dev server not ready on ${this.address}: ${String(last)}\n${this.logTail()}`);
+  }
+
+  /** SIGKILL: no chance to flush anything beyond what SQLite already committed. */
+  async kill(): Promise<void> {
+    this.child?.kill('SIGKILL');
+    await this.exited;
+    this.child = undefined;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.child) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child?.kill('SIGKILL'), 10_000);
+    await this.exited;
+    clearTimeout(timer);
+    this.child = undefined;
+  }
+
+  /** Synchronous last resort for process exit. */
+  killSync(): void {
+    try {
+      this.child?.kill('SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+
+  logTail(lines = 15): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+}
