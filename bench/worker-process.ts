@@ -87,14 +87,15 @@ async function main(): Promise<void> {
       LOG_LEVEL: 'error',
       TEMPORAL_ADDRESS: cfg.address,
     });
-    resources = openResources(config);
+    const logger = createLogger({ level: 'error', write: (line) => process.stderr.write(line + '\n') });
+    resources = openResources(config, logger);
     worker = await createWorker({
       connection,
       namespace: cfg.namespace,
       taskQueue: cfg.taskQueue,
       config,
       resources,
-      logger: createLogger({ level: 'error', write: (line) => process.stderr.write(line + '\n') }),
+      logger,
       // createWorker takes the bundle's code (src/worker.ts), not a path.
       workflowBundle: { code: readFileSync(cfg.bundlePath, 'utf8') },
     });

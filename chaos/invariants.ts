@@ -1,4 +1,4 @@
-import type { WorkflowExecutionInfo } from '@temporalio/client';
+import { WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
@@ -196,7 +196,7 @@ export async function finalSessionState(ctx: ChaosContext, t: Tracked): Promise<
     try {
       return (await ctx.connection.withDeadline(Date.now() + 15_000, () => handle.result())) as SessionState;
     } catch (err) {
-      if (attempt === 4) throw err;
+      if (attempt === 4 || err instanceof WorkflowNotFoundError) throw err;
       await sleep(1_000);
     }
   }
@@ -245,18 +245,22 @@ export async function checkFinalSessions(ctx: ChaosContext, broadcasts: Broadcas
       ...(flat[2 * i] !== null ? ['heartbeat score'] : []),
       ...(flat[2 * i + 1] === 1 ? ['active marker'] : []),
     ];
+    const refusedByClient = t.expect === 'rejected' && t.notes.some((n) => n.startsWith('refused by the client'));
     let st: SessionState | null = null;
     try {
       st = await finalSessionState(ctx, t);
     } catch (err) {
-      violate(ctx, 'final-state', subject, `no final state: ${errorText(err)}`);
+      // Refused before it reached Temporal: there must be no workflow at all.
+      if (!(refusedByClient && err instanceof WorkflowNotFoundError))
+        violate(ctx, 'final-state', subject, `no final state: ${errorText(err)}`);
     }
     count(ctx, 'checked:final-state');
     if (st && st.status !== 'destroyed') violate(ctx, 'final-state', subject, `ended ${st.status}`);
     if (t.expect === 'rejected') {
       count(ctx, 'checked:rejected-clean');
-      if (t.notes.some((n) => n.startsWith('refused by the client'))) {
+      if (refusedByClient) {
         if (st) violate(ctx, 'rejected-clean', subject, 'refused by the client, yet a workflow ran');
+        if (left.length) violate(ctx, 'rejected-clean', subject, `left behind: ${left.join(', ')}`);
         return;
       }
       if (st && !/rejected/.test(st.invalidateReason ?? ''))

@@ -49,7 +49,9 @@ export const ROOT = path.resolve(__dirname, '..');
 
 export function defaults(mode: 'quick' | 'full'): ChaosOptions {
   const common = {
-    idleMs: 2_000,
+    // Liveness is 4 × idle: 12 s outlasts a Temporal restart (≈ 5.5 s down, then reconnects), so a
+    // long-lived session's pongs get through before it is taken for dead.
+    idleMs: 3_000,
     temporalDownMs: 3_000,
     seed: Math.floor(Math.random() * 2 ** 31),
     resultsDir: path.join(ROOT, 'bench/results'),

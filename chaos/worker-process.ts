@@ -26,7 +26,7 @@ async function main(): Promise<void> {
   });
   const aborter = new AbortController();
   const connection = await connectTemporal(config, logger, aborter.signal, { timeoutMs: 120_000 });
-  const resources = openResources(config);
+  const resources = openResources(config, logger);
   const bundlePath = process.env.CHAOS_WORKFLOW_BUNDLE;
   const worker = await createWorker({
     connection,

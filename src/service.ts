@@ -230,7 +230,7 @@ export async function runWorkerService(
   if (!opts.searchAttributesKnown) await checkSearchAttributes(connection, config, logger);
   life.signal.throwIfAborted();
 
-  const resources = openResources(config);
+  const resources = openResources(config, logger);
   life.defer('resources', () => resources.close());
   const workflowBundle = await bundleWorkflowCode({
     workflowsPath: require.resolve('./workflows'),
