@@ -175,3 +175,14 @@ export function loadConfig(env: Env): Config {
     metricsPort: int(env, 'METRICS_PORT', 9464, { min: 1, max: 65534 }),
   };
 }
+
+/** Entry points: the config of this process's environment, or exit 1 with the line naming the variable. */
+export function configFromEnvOrExit(): Config {
+  try {
+    return loadConfig(process.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`tether: ${err.message}\n`);
+    process.exit(1);
+  }
+}

@@ -4,20 +4,10 @@
  * another host, then the worker. Ctrl-C stops the worker gracefully, then what this process started.
  */
 import path from 'node:path';
-import { ConfigError, loadConfig, type Config } from './config';
-
-function configOrExit(): Config {
-  try {
-    return loadConfig(process.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`tether: ${err.message}\n`);
-    process.exit(1);
-  }
-}
+import { configFromEnvOrExit } from './config';
 
 // Before anything slow: a bad variable fails in well under a second.
-const config = configOrExit();
+const config = configFromEnvOrExit();
 const ROOT = path.resolve(__dirname, '..');
 
 async function main(): Promise<void> {

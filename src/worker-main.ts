@@ -3,19 +3,9 @@
  * Redis/Postgres/RabbitMQ (production, docker-compose). Applies pending migrations first (they
  * only create what is absent, under a lock). Same shutdown as `npm start`.
  */
-import { ConfigError, loadConfig, type Config } from './config';
+import { configFromEnvOrExit } from './config';
 
-function configOrExit(): Config {
-  try {
-    return loadConfig(process.env);
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`tether: ${err.message}\n`);
-    process.exit(1);
-  }
-}
-
-const config = configOrExit();
+const config = configFromEnvOrExit();
 
 async function main(): Promise<void> {
   const [{ createLogger }, { installRuntime }, service, { createPgPool }, { migrate }] = await Promise.all([
