@@ -1,12 +1,10 @@
 import {
   ActivityFailure,
   ApplicationFailure,
-  CancellationScope,
   allHandlersFinished,
   condition,
   makeContinueAsNewFunc,
   metricMeter,
-  isCancellation,
   log,
   proxyActivities,
   setHandler,
@@ -70,8 +68,8 @@ type Outbox = {
 
 /**
  * One run per websocket connection (workflow id `session:{connectionId}`). Heartbeats only move
- * `lastSeenAt`; a single coarse timer watches liveness and the destroy deadlines, so a connected
- * session costs a few events per pong instead of a timer re-armed per message.
+ * `lastSeenAt`; a coarse timer watches liveness and the destroy deadlines, so a connected session
+ * costs a few events per pong instead of a timer re-armed per message.
  */
 export async function sessionWorkflow(input: SessionWorkflowInput): Promise<SessionState> {
   const idle = input.idleTimeoutMs;
@@ -206,35 +204,20 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     }
   }
 
-  // The one timer. While connected it watches liveness (lastSeenAt + 4 × idle) and is moved inside
-  // the heartbeat's own workflow task (cancel + start: 2 events), which is cheaper than letting it
-  // fire and re-arming (timer fired + a workflow task: 5 events). Small moves are not worth it: the
-  // timer then fires a little early and is re-armed once.
-  let timer:
-    | {
-        deadline: number;
-        purpose: SessionStatus;
-        scope: CancellationScope;
-        fired: boolean;
-      }
-    | undefined;
+  // Timers are never cancelled: a cancellation's command is issued a microtask after the code that
+  // asked for it, so its place among other commands can differ between a run and its replay (a
+  // nondeterminism error). A pending timer due no later than the deadline wakes the loop in time;
+  // when it fires early the loop re-arms for the rest. So heartbeats arm nothing: the liveness timer
+  // fires once per 4 × idle and is re-armed (5 events). Timers pending when the run ends are dropped.
+  const pendingTimers: number[] = [];
+  let timerFired = false;
   function arm(deadline: number): void {
-    if (timer && !timer.fired && timer.purpose === state.status) {
-      const moved = deadline - timer.deadline;
-      if (moved >= 0 && moved < idle / 4) return;
-    }
-    timer?.scope.cancel();
-    const scope = new CancellationScope();
-    const armed = { deadline, purpose: state.status, scope, fired: false };
-    timer = armed;
-    scope
-      .run(() => sleep(Math.max(1, deadline - Date.now())))
-      .then(
-        () => (armed.fired = true),
-        (err: unknown) => {
-          if (!isCancellation(err)) throw err;
-        },
-      );
+    if (pendingTimers.some((due) => due <= deadline)) return;
+    pendingTimers.push(deadline);
+    void sleep(Math.max(1, deadline - Date.now())).then(() => {
+      pendingTimers.splice(pendingTimers.indexOf(deadline), 1);
+      timerFired = true;
+    });
   }
 
   function setStatus(status: SessionStatus): void {
@@ -250,6 +233,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
 
   async function lifecycle(): Promise<void> {
     while (true) {
+      timerFired = false; // every pass re-reads the clock, so an earlier firing is accounted for
       if (state.invalidateReason !== null && state.status !== SessionStatus.destroyed) {
         const startEpoch = epoch;
         if (state.status === SessionStatus.connected) close(Date.now(), Date.now());
@@ -291,7 +275,6 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
         if (info.historyLength >= maxEvents || info.continueAsNewSuggested) {
           await condition(allHandlersFinished);
           if (outbox.length === 0 && !refreshLive && state.invalidateReason === null) {
-            timer?.scope.cancel();
             state.counts.continuedAsNew++;
             // Memo and search attributes from state, not workflowInfo(): not every server carries them over.
             await makeContinueAsNewFunc<typeof sessionWorkflow>({
@@ -326,20 +309,19 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
       } else {
         break;
       }
-      const armed = timer!;
+      const waitingIn = state.status;
       await condition(
         () =>
-          armed.fired ||
+          timerFired ||
           outbox.length > 0 ||
           refreshLive ||
           state.invalidateReason !== null ||
-          state.status !== armed.purpose,
+          state.status !== waitingIn,
       );
     }
   }
 
   async function destroy(reason: DestroyReason): Promise<void> {
-    timer?.scope.cancel();
     const startEpoch = epoch;
     await effects.destroySession({
       session: state.session,
