@@ -37,14 +37,19 @@ export async function describeStatus(
   ctx: ChaosContext,
   connectionId: string,
 ): Promise<{ status: string; runId: string; pendingActivities: number } | null> {
-  try {
-    const d = await ctx.connection.withDeadline(Date.now() + 5_000, () =>
-      ctx.temporal.workflow.getHandle(sessionWorkflowId(connectionId)).describe(),
-    );
-    return { status: d.status.name, runId: d.runId, pendingActivities: d.raw.pendingActivities?.length ?? 0 };
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return null;
-    throw err;
+  // Retried through a Temporal restart (the fault): the question is about the session, not the server.
+  const giveUpAt = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const d = await ctx.connection.withDeadline(Date.now() + 5_000, () =>
+        ctx.temporal.workflow.getHandle(sessionWorkflowId(connectionId)).describe(),
+      );
+      return { status: d.status.name, runId: d.runId, pendingActivities: d.raw.pendingActivities?.length ?? 0 };
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return null;
+      if (Date.now() > giveUpAt || ctx.signal.aborted) throw err;
+      await sleep(500);
+    }
   }
 }
 

@@ -16,6 +16,10 @@ import type { ActivityDeps } from './index';
 import { PgEffects } from './pg-effects';
 import { keys } from './redis-keys';
 
+/** Ours: how far the broadcasts of the user's latest edge got (`{edge}|{count}`), so a retry resumes. */
+export const edgeProgressKey = (appPid: string, clientId: string) => `client:${appPid}:${clientId}:edge-published`;
+const EDGE_PROGRESS_TTL_S = 24 * 3600;
+
 /** Ours: the user's offline broadcast is owed (set and cleared by the sweep's legacy path). */
 export const offlineOwedKey = (appPid: string, clientId: string) => `client:${appPid}:${clientId}:offline-owed`;
 
@@ -104,9 +108,27 @@ export function createUserActivities(deps: ActivityDeps) {
   const pgFx = new PgEffects(pg);
   const queueCount = config.rabbitmq.queueCount;
 
-  async function publishStatus(user: SessionUser, session: Session, isOnline: boolean, now: Date): Promise<void> {
-    for (const message of userStatus(user, session, isOnline, queueCount, now)) {
+  /**
+   * connection:status then connect/disconnect. With an `edge` id (stable across retries of one edge),
+   * a retry after an outage or a crash resumes after the last confirmed message instead of sending
+   * connection:status again; only a crash between a confirm and its progress write repeats one.
+   */
+  async function publishStatus(
+    appPid: string,
+    user: SessionUser,
+    session: Session,
+    isOnline: boolean,
+    now: Date,
+    edge?: string,
+  ): Promise<void> {
+    const progressKey = edgeProgressKey(appPid, user.clientId);
+    const [doneEdge, doneCount] = edge ? ((await redis.get(progressKey)) ?? '').split('|') : [];
+    const done = edge && doneEdge === edge ? Number(doneCount) || 0 : 0;
+    const messages = userStatus(user, session, isOnline, queueCount, now);
+    for (const [i, message] of messages.entries()) {
+      if (i < done) continue;
       await amqp.publish(message.routingKey, message.body);
+      if (edge) await redis.set(progressKey, `${edge}|${i + 1}`, 'EX', EDGE_PROGRESS_TTL_S);
     }
   }
 
@@ -134,12 +156,15 @@ export function createUserActivities(deps: ActivityDeps) {
       user,
       session,
       connections,
+      edge,
     }: {
       appPid: string;
       clientId: string;
       user: SessionUser;
       session: Session;
       connections: Record<string, number>;
+      /** Unique per edge of this user, the same on every retry. */
+      edge?: string;
     }): Promise<void> {
       const now = new Date();
       await pgFx.setUserOnline(user.id, true, now);
@@ -148,7 +173,7 @@ export function createUserActivities(deps: ActivityDeps) {
       const fields = Object.entries(connections).flatMap(([cid, ms]) => [cid, String(ms)]);
       if (fields.length > 0) tx.hset(keys.clientConnections(appPid, clientId), ...fields);
       throwOnFailure(await tx.exec());
-      await publishStatus(user, session, true, now);
+      await publishStatus(appPid, user, session, true, now, edge);
       logger.info('user online', { appPid, clientId, connections: fields.length / 2 });
     },
 
@@ -158,11 +183,13 @@ export function createUserActivities(deps: ActivityDeps) {
       clientId,
       user,
       session,
+      edge,
     }: {
       appPid: string;
       clientId: string;
       user: SessionUser;
       session: Session;
+      edge?: string;
     }): Promise<void> {
       const now = new Date();
       throwOnFailure(
@@ -173,7 +200,7 @@ export function createUserActivities(deps: ActivityDeps) {
           .exec(),
       );
       await pgFx.setUserOnline(user.id, false, now);
-      await publishStatus(user, session, false, now);
+      await publishStatus(appPid, user, session, false, now, edge);
       logger.info('user offline', { appPid, clientId });
     },
 
@@ -230,7 +257,7 @@ export function createUserActivities(deps: ActivityDeps) {
       }
       const now = new Date();
       if (typeof user.id === 'string' && UUID.test(user.id)) await pgFx.setUserOnline(user.id, false, now);
-      await publishStatus(user, await legacySession(appPid, clientId, connectionIds, user), false, now);
+      await publishStatus(appPid, user, await legacySession(appPid, clientId, connectionIds, user), false, now);
       await redis.del(owedKey);
       logger.info('legacy user offline', { appPid, clientId });
       return { wentOffline: true };

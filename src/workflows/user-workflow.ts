@@ -144,7 +144,7 @@ export async function userWorkflow(input: UserWorkflowInput): Promise<UserState>
     if (ids.length > 0 && !state.online) {
       const connections = Object.fromEntries(ids.map((c) => [c, state.connections[c]!.upAt]));
       const session = latestSession();
-      await fx.userOnline({ appPid, clientId, user: state.user!, session, connections });
+      await fx.userOnline({ appPid, clientId, user: state.user!, session, connections, edge: edgeId() });
       state.online = true;
       state.recorded = ids;
       state.counts.onlineEdges++;
@@ -152,7 +152,13 @@ export async function userWorkflow(input: UserWorkflowInput): Promise<UserState>
     }
     if (ids.length === 0 && state.online) {
       const orphans = [...state.orphans];
-      await fx.userOffline({ appPid, clientId, user: state.user!, session: state.lastSession ?? latestSession() });
+      await fx.userOffline({
+        appPid,
+        clientId,
+        user: state.user!,
+        session: state.lastSession ?? latestSession(),
+        edge: edgeId(),
+      });
       // The user's connections hash is gone as a whole, orphans included.
       state.online = false;
       state.recorded = [];
@@ -176,6 +182,11 @@ export async function userWorkflow(input: UserWorkflowInput): Promise<UserState>
     const orphans = [...state.orphans];
     await fx.userOrphansGone({ appPid, clientId, connectionIds: orphans });
     state.orphans = state.orphans.filter((c) => !orphans.includes(c));
+  }
+
+  /** Unique per edge: the chain's first run (kept across continue-as-new) and the edge's number. */
+  function edgeId(): string {
+    return `${workflowInfo().firstExecutionRunId}:${state.counts.onlineEdges + state.counts.offlineEdges}`;
   }
 
   function latestSession(): Session {

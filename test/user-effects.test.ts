@@ -1,0 +1,73 @@
+import { createActivities } from '../src/activities';
+import { edgeProgressKey } from '../src/activities/user-effects';
+import { keys } from '../src/activities/redis-keys';
+import { openResources, type Resources } from '../src/resources';
+import { captureUserBroadcasts, pause, waitFor } from './helpers/broadcasts';
+import { makeSession, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';
+
+/**
+ * A user edge's broadcasts (connection:status, then connect or disconnect) on real Redis, Postgres
+ * and RabbitMQ, when its activity is retried (an outage or a crash between the two publishes).
+ */
+describe('user edge broadcasts under retry', () => {
+  const config = testConfig();
+  let resources: Resources;
+  let activities: ReturnType<typeof createActivities>;
+  beforeAll(() => {
+    resources = openResources(config);
+    activities = createActivities({ ...resources, config, logger: testLogger });
+  });
+  afterAll(async () => {
+    await resources.close();
+  });
+
+  async function seededEdge(preset: (edgeKey: string, edge: string) => Promise<unknown>) {
+    const { appPid } = await seedApp(resources);
+    const user = await seedUser(resources);
+    const session = makeSession(appPid, { clientId: user.clientId, user });
+    const capture = await captureUserBroadcasts(config, user.clientId);
+    const edge = `run-${session.connectionId}:0`;
+    await preset(edgeProgressKey(appPid, user.clientId), edge);
+    const input = { appPid, clientId: user.clientId, user, session, connections: { [session.connectionId]: 1 }, edge };
+    return { capture, input, appPid, user };
+  }
+
+  it('a retry resumes after the last confirmed message: connection:status is not sent twice', async () => {
+    // The first attempt confirmed connection:status, then failed before connect.
+    const { capture, input, appPid, user } = await seededEdge((key, edge) => resources.redis.set(key, `${edge}|1`));
+    try {
+      await activities.userOnline(input);
+      await waitFor(
+        'the connect broadcast',
+        () => capture.events(),
+        (e) => e.length >= 1,
+      );
+      // A second retry of the same edge (the activity's completion was lost) sends nothing.
+      await activities.userOnline(input);
+      await pause(1_000);
+      expect(capture.events()).toEqual(['connect']);
+      expect(await resources.redis.hget(keys.usersOnline(appPid), user.clientId)).not.toBeNull();
+    } finally {
+      await capture.close();
+      await resources.redis.del(keys.usersOnline(appPid), keys.clientConnections(appPid, user.clientId));
+    }
+  });
+
+  it('the next edge of the user sends both messages again', async () => {
+    const { capture, input, appPid, user } = await seededEdge((key) => resources.redis.set(key, 'an-older-edge|2'));
+    try {
+      await activities.userOnline(input);
+      await activities.userOffline({ ...input, edge: `${input.edge}-next` });
+      await waitFor(
+        'four broadcasts',
+        () => capture.events(),
+        (e) => e.length >= 4,
+      );
+      await pause(500);
+      expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
+    } finally {
+      await capture.close();
+      await resources.redis.del(edgeProgressKey(appPid, user.clientId));
+    }
+  });
+});
