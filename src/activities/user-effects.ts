@@ -18,7 +18,8 @@ import { keys } from './redis-keys';
 
 /** Ours: how far the broadcasts of the user's latest edge got (`{edge}|{count}`), so a retry resumes. */
 export const edgeProgressKey = (appPid: string, clientId: string) => `client:${appPid}:${clientId}:edge-published`;
-const EDGE_PROGRESS_TTL_S = 24 * 3600;
+// Longer than any retry of the edge's activity; the key then expires by itself.
+const EDGE_PROGRESS_TTL_S = 3600;
 
 /** Ours: the user's offline broadcast is owed (set and cleared by the sweep's legacy path). */
 export const offlineOwedKey = (appPid: string, clientId: string) => `client:${appPid}:${clientId}:offline-owed`;
