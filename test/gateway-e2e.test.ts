@@ -7,37 +7,11 @@ import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
 import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionState } from '../src/client';
 import { devServerEnv } from './helpers/temporal';
 import { nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';
+import { waitUntil, withTimeout } from './helpers/wait';
 
 const IDLE = 1_000;
 const ROOT = path.resolve(__dirname, '..');
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
-
-/** Polls until `get` returns something truthy; bounded, and says what it last saw when it gives up. */
-async function waitFor<T>(what: string, get: () => Promise<T | null | undefined | false>, timeoutMs = 60_000) {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await get();
-      if (v) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(
-    `timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`,
-  );
-}
-
-function withTimeout<T>(what: string, p: Promise<T>, ms = 60_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
 
 /** A real websocket client; `welcome` is the gateway's answer once the session is registered. */
 function openClient(port: number, query: Record<string, string>, options: WebSocket.ClientOptions = {}) {
@@ -86,7 +60,7 @@ describe('example gateway end to end (dev server, real sockets)', () => {
   };
   const describeSession = (cid: string) => stack.client.describe(cid);
   const waitForState = (cid: string, what: string, ok: (st: SessionState) => boolean) =>
-    waitFor(`${cid} ${what}`, async () => {
+    waitUntil(`${cid} ${what}`, async () => {
       const st = await describeSession(cid);
       return st && ok(st) ? st : null;
     });

@@ -11,6 +11,7 @@ import type { Session } from '../src/session';
 import { SessionStatusKey } from '../src/workflows/search-attributes';
 import { devServerEnv } from './helpers/temporal';
 import { makeSession, nanoid, seedApp, testConfig } from './helpers/stack';
+import { waitUntil, withTimeout } from './helpers/wait';
 
 /**
  * The real worker entry (`node --import tsx src/worker-main.ts`, what `npm run worker` and the Docker
@@ -21,32 +22,6 @@ import { makeSession, nanoid, seedApp, testConfig } from './helpers/stack';
 // Short, but long enough that a few sequential calls fit in the liveness window (4 × idle).
 const IDLE = 2_000;
 const ROOT = path.resolve(__dirname, '..');
-
-async function waitFor<T>(what: string, get: () => Promise<T | null | undefined | false>, timeoutMs = 60_000) {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const v = await get();
-      if (v) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(
-    `timed out waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`,
-  );
-}
-
-function withTimeout<T>(what: string, p: Promise<T>, ms = 60_000): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
 
 function listen(port: number): Promise<net.Server> {
   return new Promise((resolve, reject) => {
@@ -222,7 +197,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
   const url = (route: string) => `http://127.0.0.1:${metricsPort}${route}`;
   const state = async (s: Session): Promise<SessionState | null> => sessions.describe(s.connectionId);
   const waitForState = (s: Session, what: string, ok: (st: SessionState) => boolean, timeoutMs?: number) =>
-    waitFor(
+    waitUntil(
       `${s.connectionId} ${what}`,
       async () => {
         const st = await state(s);
@@ -282,7 +257,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
   async function connect(s: Session) {
     await sessions.connected(s);
     // The connect effect has run: the session row exists and the active marker is set.
-    await waitFor(`${s.connectionId} connect effects`, async () => {
+    await waitUntil(`${s.connectionId} connect effects`, async () => {
       const rows = await sessionRow(s.connectionId);
       return rows.length === 1 && (await resources.redis.exists(keys.active(s.connectionId))) === 1;
     });
@@ -297,7 +272,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
     expect(await healthz.json()).toEqual({ status: 'ok' });
 
     // Ready once the worker polls and the backing services answer (rabbitmq connects lazily).
-    const ready = await waitFor('/readyz 200', async () => {
+    const ready = await waitUntil('/readyz 200', async () => {
       const r = await fetch(url('/readyz'));
       return r.status === 200 ? ((await r.json()) as { ready: boolean; checks: Record<string, string> }) : null;
     });
@@ -319,7 +294,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
     await expectCleanedUp(s, room);
 
     // Workflow metrics reach the exporter a moment after the workflow task that recorded them.
-    const metrics = await waitFor('tether metrics on /metrics', async () => {
+    const metrics = await waitUntil('tether metrics on /metrics', async () => {
       const r = await fetch(url('/metrics'));
       if (r.status !== 200) return null;
       const text = await r.text();
@@ -369,7 +344,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
     for (const s of inFlight) expect(await sessions.disconnected(s)).toBe(true);
     // The disconnect effects of inFlight done (rows written), then their session rows locked: the
     // destroy's last step, `UPDATE sessions SET "disconnectedAt"`, blocks until the lock goes.
-    await waitFor('disconnect rows', async () => {
+    await waitUntil('disconnect rows', async () => {
       const { rows } = await resources.pg.query<{ n: string }>(
         `SELECT count(*) AS n FROM connections WHERE "connectionId" = ANY($1) AND "connectionEventType" = 'disconnect'`,
         [inFlight.map((s) => s.connectionId)],
@@ -398,7 +373,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
         );
         return Number(rows[0]!.n);
       };
-      await waitFor('every inFlight destroy blocked in Postgres', async () => (await blocked()) === inFlight.length);
+      await waitUntil('every inFlight destroy blocked in Postgres', async () => (await blocked()) === inFlight.length);
 
       await open(pending);
       for (const s of pending) expect(await sessions.disconnected(s)).toBe(true);
