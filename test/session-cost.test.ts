@@ -36,13 +36,19 @@ describe('session history cost', () => {
       const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
       const final = await handle.result();
       expect(final.status).toBe(SessionStatus.destroyed);
-      const events = (await handle.fetchHistory()).events?.length ?? 0;
+      // Every run of the chain (a session continues as new at about an hour).
+      let events = 0;
       const kinds: Record<string, number> = {};
-      for (const e of (await handle.fetchHistory()).events ?? [])
-        kinds[String(e.eventType)] = (kinds[String(e.eventType)] ?? 0) + 1;
+      for (let runId: string | undefined = undefined; ;) {
+        const history = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId), runId).fetchHistory();
+        for (const e of history.events ?? []) kinds[String(e.eventType)] = (kinds[String(e.eventType)] ?? 0) + 1;
+        events += history.events?.length ?? 0;
+        runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+        if (!runId) break;
+      }
       console.log(JSON.stringify(kinds));
       console.log(`history events for a 1 h session at 30 s pongs, close and destroy: ${events}`);
-      expect(final.counts.continuedAsNew).toBe(0);
+      expect(final.counts.continuedAsNew).toBeLessThanOrEqual(1);
       expect(events).toBeLessThan(1_000);
     } finally {
       await stack.stop();

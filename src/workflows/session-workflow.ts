@@ -29,7 +29,10 @@ import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from './search
 
 /** Presence is removed this long after a close (upstream `session:user:inactive`). */
 export const SOFT_DESTROY_DELAY_MS = 5_000;
-const DEFAULT_MAX_HISTORY_EVENTS = 4_000;
+// About an hour of a connected session. A worker that restarts replays every cached session in full:
+// at 2,000 events, a few dozen such replays at once outlasted the 10 s workflow task timeout on two
+// cores and kept timing out (failure suite); short histories keep that replay cheap.
+const DEFAULT_MAX_HISTORY_EVENTS = 1_000;
 
 // Emitted by the SDK only when not replaying, so each counts once per real transition.
 const sessionMetrics = () => ({
