@@ -6,12 +6,39 @@
 import { randomBytes } from 'node:crypto';
 import type { Pool } from 'pg';
 import type { SessionUser } from '../../src/session';
-import type { Audit, BenchContext } from './context';
-import { Driver, type DriverHooks } from './driver';
+import type { Audit, BenchContext, Figure } from './context';
+import { Driver, type DriverHooks, type DriverStats } from './driver';
 import { auditClean, Observer, sleep } from './observer';
+import { summary } from './stats';
 import { WorkerChild } from './stack';
 import { TetherTarget } from './target';
 import { DEFAULT_SHAPE, GatewayWrites, randomId, TraceGenerator, type SimConnection, type TraceShape } from './trace';
+
+/** The figure every session scenario ends with: the sessions it created, and what its audit found. */
+export function auditFigure(key: string, audit: Audit): Figure {
+  return {
+    key,
+    label: 'sessions created / left unclean',
+    value: audit.sessions,
+    unit: 'sessions',
+    note: audit.clean ? 'all destroyed and clean' : `${audit.problems.length} problem(s): ${audit.problems[0]}`,
+  };
+}
+
+/** What the gateway's calls cost during a scenario, for its JSON details. */
+export function callDetails(stats: DriverStats) {
+  return {
+    dispatched: stats.dispatched,
+    failed: stats.failed,
+    unknownSessions: stats.unknownSessions,
+    skippedPongs: stats.skippedPongs,
+    errors: stats.errors,
+    dispatchLagMs: summary(stats.dispatchLagMs),
+    openMs: summary(stats.callMs.open),
+    pongMs: summary(stats.callMs.pong),
+    closeMs: summary(stats.callMs.close),
+  };
+}
 
 export async function seedApp(pg: Pool): Promise<string> {
   const appPid = randomId(12);

@@ -12,7 +12,7 @@
  * at its scheduled time (so a load generator falling behind would show, and is reported apart).
  */
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
-import { SessionRun } from '../lib/session-run';
+import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
 import { median, percentile, round, summary } from '../lib/stats';
 import type { SimConnection, TraceEvent } from '../lib/trace';
 import { sleep } from '../lib/observer';
@@ -245,30 +245,14 @@ export const churn: Scenario = {
         },
       );
       const stats = run.driver.stats;
-      details.calls = {
-        dispatched: stats.dispatched,
-        failed: stats.failed,
-        unknownSessions: stats.unknownSessions,
-        errors: stats.errors,
-        dispatchLagMs: summary(stats.dispatchLagMs),
-        openMs: summary(stats.callMs.open),
-        pongMs: summary(stats.callMs.pong),
-        closeMs: summary(stats.callMs.close),
-        messagesSent: run.target.messagesSent(),
-      };
+      details.calls = { ...callDetails(stats), messagesSent: run.target.messagesSent() };
 
       audit = await run.finish({
         closeSpreadMs: 0,
         timeoutMs: run.destroyDelayMs + 120_000,
         onProgress: (d, t) => progress(`audit: ${d}/${t} destroyed`),
       });
-      figures.push({
-        key: 'churn.sessions',
-        label: 'sessions created / left unclean',
-        value: audit.sessions,
-        unit: 'sessions',
-        note: audit.clean ? 'all destroyed and clean' : `${audit.problems.length} problem(s): ${audit.problems[0]}`,
-      });
+      figures.push(auditFigure('churn.sessions', audit));
       return {
         scenario: 'churn',
         completed: true,

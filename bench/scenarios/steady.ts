@@ -8,7 +8,7 @@
  */
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { sleep } from '../lib/observer';
-import { SessionRun } from '../lib/session-run';
+import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
 import type { WorkerMemory } from '../lib/stack';
 import { linearFit, percentile, round, summary } from '../lib/stats';
 import { PongFeeder } from '../lib/pongs';
@@ -206,13 +206,7 @@ export const steady: Scenario = {
         timeoutMs: 4 * idle + 180_000,
         onProgress: (d, t) => progress(`teardown: ${d}/${t} destroyed`),
       });
-      figures.push({
-        key: 'steady.sessions_created',
-        label: 'sessions created / left unclean',
-        value: audit.sessions,
-        unit: 'sessions',
-        note: audit.clean ? 'all destroyed and clean' : `${audit.problems.length} problem(s): ${audit.problems[0]}`,
-      });
+      figures.push(auditFigure('steady.sessions_created', audit));
       const stats = run.driver.stats;
       return {
         scenario: 'steady',
@@ -224,16 +218,7 @@ export const steady: Scenario = {
           baseline,
           levels,
           fit: { rssMiB: rssFit, heapMiB: heapFit },
-          calls: {
-            dispatched: stats.dispatched,
-            failed: stats.failed,
-            unknownSessions: stats.unknownSessions,
-            errors: stats.errors,
-            dispatchLagMs: summary(stats.dispatchLagMs),
-            openMs: summary(stats.callMs.open),
-            pongMs: summary(stats.callMs.pong),
-            closeMs: summary(stats.callMs.close),
-          },
+          calls: callDetails(stats),
         },
         audit,
         durationMs: Date.now() - started,

@@ -12,7 +12,7 @@
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { checkLive, sleep } from '../lib/observer';
 import { PongFeeder } from '../lib/pongs';
-import { SessionRun } from '../lib/session-run';
+import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
 import { median, percentile, round, summary } from '../lib/stats';
 import type { SimConnection, TraceEvent } from '../lib/trace';
 
@@ -191,13 +191,7 @@ export const storm: Scenario = {
         timeoutMs: 4 * idle + 180_000,
         onProgress: (d, t) => progress(`teardown: ${d}/${t} destroyed`),
       });
-      figures.push({
-        key: 'storm.sessions_created',
-        label: 'sessions created / left unclean',
-        value: audit.sessions,
-        unit: 'sessions',
-        note: audit.clean ? 'all destroyed and clean' : `${audit.problems.length} problem(s): ${audit.problems[0]}`,
-      });
+      figures.push(auditFigure('storm.sessions_created', audit));
       const stats = run.driver.stats;
       return {
         scenario: 'storm',
@@ -207,17 +201,7 @@ export const storm: Scenario = {
         details: {
           storms,
           allLiveP99: round(percentile(allLive, 99), 0),
-          calls: {
-            dispatched: stats.dispatched,
-            failed: stats.failed,
-            unknownSessions: stats.unknownSessions,
-            skippedPongs: stats.skippedPongs,
-            errors: stats.errors,
-            dispatchLagMs: summary(stats.dispatchLagMs),
-            openMs: summary(stats.callMs.open),
-            pongMs: summary(stats.callMs.pong),
-            closeMs: summary(stats.callMs.close),
-          },
+          calls: callDetails(stats),
         },
         audit,
         durationMs: Date.now() - started,
