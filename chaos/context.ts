@@ -29,6 +29,8 @@ export interface Violation {
   subject: string;
   detail: string;
   at: number;
+  /** The session's recorded history, for violations about one session. */
+  trace?: string[];
 }
 
 export interface App {
@@ -95,8 +97,9 @@ export function violate(
   invariant: string,
   subject: string,
   detail: string,
+  trace?: string[],
 ) {
-  ctx.violations.push({ invariant, subject, detail, at: Date.now() });
+  ctx.violations.push({ invariant, subject, detail, at: Date.now(), ...(trace && { trace }) });
   ctx.log(`VIOLATION ${invariant} ${subject}: ${detail}`);
 }
 

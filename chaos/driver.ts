@@ -5,6 +5,7 @@ import { ConnectionOwnershipError, HeartbeatOutcome, InvalidSessionInputError } 
 import type { Session, SessionUser } from '../src/session';
 import { sessionWorkflowId, stateQuery, type SessionState } from '../src/workflows/messages';
 import { count, violate, type ChaosContext, type Scenario, type Tracked } from './context';
+import { sessionTrace } from './trace';
 import { errorText, sleep, uniqueId } from './util';
 
 export const SOFT_MS = 5_000;
@@ -80,6 +81,8 @@ export async function awaitClosed(ctx: ChaosContext, connectionId: string, timeo
  */
 export class Conn {
   private pongs: { stop: () => void; done: Promise<void> } | undefined;
+  /** When the last `connected` call returned: its signal was accepted by then, not necessarily before. */
+  connectedAt = 0;
 
   constructor(
     readonly ctx: ChaosContext,
@@ -93,6 +96,7 @@ export class Conn {
   /** Socket open: `connected`, then the gateway's own writes (rooms, subscriptions, presence). */
   async open(opts: { pong?: boolean; seed?: boolean } = {}): Promise<void> {
     await gw(this.ctx, 'connected', () => this.ctx.sessions.connected(this.t.session));
+    this.connectedAt = Date.now();
     this.t.connected = true;
     count(this.ctx, 'calls:connected');
     if (opts.seed !== false) await this.seed();
@@ -176,6 +180,7 @@ export class Conn {
               'live-session-kept',
               this.cid,
               `pong answered unknown-session while connected (${this.t.scenario})`,
+              await sessionTrace(this.ctx, this.cid),
             );
             this.t.mayHaveBeenDestroyed = true;
             await gw(this.ctx, 'connected', () => this.ctx.sessions.connected(this.t.session));

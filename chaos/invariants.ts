@@ -8,6 +8,7 @@ import type { UserState } from '../src/workflows/user-messages';
 import type { Broadcast } from './broadcasts';
 import { count, violate, type ChaosContext, type Tracked } from './context';
 import { describeStatus, queryState } from './driver';
+import { sessionTrace } from './trace';
 import { errorText, mapLimit, sleep } from './util';
 
 const EventType = temporal.api.enums.v1.EventType;
@@ -147,7 +148,13 @@ export async function verifyLive(ctx: ChaosContext, t: Tracked, why: string, tim
     await sleep(500);
   }
   const detail = lastError ?? [...(last?.wrong ?? []), ...(last?.unsettled ?? [])].join('; ');
-  violate(ctx, 'live-session-kept', t.session.connectionId, `${t.scenario} (${why}): ${detail}`);
+  violate(
+    ctx,
+    'live-session-kept',
+    t.session.connectionId,
+    `${t.scenario} (${why}): ${detail}`,
+    await sessionTrace(ctx, t.session.connectionId),
+  );
   return false;
 }
 

@@ -56,6 +56,23 @@ async function deadlines(ctx: ChaosContext, c: Conn, closedAt: number): Promise<
 
 const until = (at: number) => sleep(at - Date.now());
 
+/**
+ * A reconnect sent before the soft destroy can still land after it when a fault holds the call
+ * (the Temporal server down: the client retries until it is back). The workflow's deadlines count
+ * from when it took the close, no earlier than `sinceClose` ago; a signal accepted before a
+ * deadline always wins over it. One accepted later could not have been seen in time: the session
+ * is then rightly destroyed (or its presence removed) and lives on as a new one.
+ */
+function heldReconnect(ctx: ChaosContext, t: Tracked, sinceClose: number, hardMs: number): void {
+  const pastSoft = sinceClose >= SOFT_MS && !t.mayHaveLostPresence;
+  const pastHard = sinceClose >= hardMs && !t.mayHaveBeenDestroyed;
+  if (!pastSoft && !pastHard) return;
+  if (pastSoft) t.mayHaveLostPresence = true;
+  if (pastHard) t.mayHaveBeenDestroyed = true;
+  t.notes.push(`reconnect accepted ${sinceClose} ms after the close was sent`);
+  count(ctx, `held-reconnect:${sinceClose >= hardMs ? 'past-hard' : 'past-soft'}`);
+}
+
 export async function runScenario(ctx: ChaosContext, scenario: Scenario, t?: Tracked): Promise<Tracked> {
   t ??= newTracked(ctx, scenario, shapeFor(ctx, scenario));
   const c = new Conn(ctx, t);
@@ -98,10 +115,12 @@ export async function runScenario(ctx: ChaosContext, scenario: Scenario, t?: Tra
       case 'quick-reconnect': {
         await c.open();
         await sleep(liveFor(ctx));
+        const closing = Date.now();
         await c.close({ final: false });
         const closedAt = Date.now();
         await sleep(rng.int(100, SOFT_MS - 500));
         await c.reconnect();
+        heldReconnect(ctx, t, c.connectedAt - closing, hardMs);
         // Past the old hard deadline: both destroys must have been cancelled.
         await until(closedAt + hardMs + 1_000);
         await verifyLive(ctx, t, 'reconnect before the soft destroy');
@@ -112,6 +131,7 @@ export async function runScenario(ctx: ChaosContext, scenario: Scenario, t?: Tra
       case 'hard-race': {
         await c.open();
         await sleep(rng.pick([0, rng.int(200, idleMs)]));
+        const closing = Date.now();
         await c.close({ final: false });
         const closedAt = Date.now();
         const { soft, hard } = await deadlines(ctx, c, closedAt);
@@ -126,6 +146,7 @@ export async function runScenario(ctx: ChaosContext, scenario: Scenario, t?: Tra
         t.mayHaveLostPresence = true;
         if (scenario === 'hard-race') t.mayHaveBeenDestroyed = true;
         await c.reconnect();
+        heldReconnect(ctx, t, c.connectedAt - closing, hardMs);
         await until(Math.max(hard, Date.now()) + 1_500);
         await verifyLive(ctx, t, `reconnect racing the ${scenario === 'soft-race' ? 'soft' : 'hard'} destroy`);
         await c.close();
