@@ -14,7 +14,8 @@ import { createPgPool } from '../src/resources';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from './lib/context';
 import { Progress } from './lib/progress';
 import { cpuAccount, cpuSnapshot, git, machine, markdownTable, textTable, workerTicks } from './lib/report';
-import { bundleWorkflows, ROOT, startDevServer } from './lib/stack';
+import { devServerEnv } from '../test/helpers/temporal';
+import { bundleWorkflows, ROOT } from './lib/stack';
 import { round } from './lib/stats';
 import { ceiling } from './scenarios/ceiling';
 import { churn } from './scenarios/churn';
@@ -106,7 +107,7 @@ export async function runBench(
   progress.note(`[bench] starting the dev server and bundling workflows (${chosen.map((s) => s.name).join(', ')})`);
   const redis = new Redis({ host: config.redis.host, port: config.redis.port, maxRetriesPerRequest: 2 });
   const pg = createPgPool(config);
-  const [env, bundles] = await Promise.all([startDevServer(), bundleWorkflows()]);
+  const [env, bundles] = await Promise.all([devServerEnv(), bundleWorkflows()]);
   const ctx: BenchContext = {
     env,
     redis,

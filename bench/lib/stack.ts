@@ -1,29 +1,15 @@
 /**
- * The real stack the bench runs on: a Temporal dev server it starts itself (the cached Temporal
- * CLI, no download), the workflow bundles, and workers in child processes so that their memory
- * and CPU are measured apart from the load generator.
+ * The real stack the bench runs on, beside the Temporal dev server (the tests' `devServerEnv`):
+ * the workflow bundles, and workers in child processes so that their memory and CPU are measured
+ * apart from the load generator.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { readToolPaths } from '../../src/dev/environment';
-import { SEARCH_ATTRIBUTES } from '../../src/workflows/search-attributes';
 
 export const ROOT = path.resolve(__dirname, '../..');
-
-export async function startDevServer(): Promise<TestWorkflowEnvironment> {
-  const { temporalCli } = readToolPaths();
-  return TestWorkflowEnvironment.createLocal({
-    server: {
-      ...(temporalCli ? { executable: { type: 'existing-path', path: temporalCli } } : {}),
-      searchAttributes: [...SEARCH_ATTRIBUTES],
-      extraArgs: ['--log-level', 'error'],
-    },
-  });
-}
 
 export interface Bundles {
   /** tether's workflows (src/workflows). */
