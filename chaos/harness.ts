@@ -9,6 +9,7 @@ import { SessionClient } from '../src/client';
 import { loadConfig, type Config } from '../src/config';
 import { readToolPaths } from '../src/dev/environment';
 import { createPgPool } from '../src/resources';
+import { seedUser } from '../test/helpers/stack';
 import { BroadcastRecorder, type Broadcast } from './broadcasts';
 import { count, violate, type App, type ChaosContext, type Scenario, type SeededUser, type Tracked } from './context';
 import { describeStatus, newTracked } from './driver';
@@ -145,24 +146,8 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
     const users: SeededUser[] = [];
     for (const app of apps) {
       for (let i = 0; i < 4; i++) {
-        const clientId = `chaos-${uniqueId(10)}`;
-        const { rows } = await pg.query<{ id: string; createdAt: Date; updatedAt: Date }>(
-          'INSERT INTO authentication_users ("clientId", username, "appId") VALUES ($1, $2, $3) RETURNING id, "createdAt", "updatedAt"',
-          [clientId, `user-${clientId}`, app.appId],
-        );
-        const row = rows[0]!;
-        users.push({
-          appPid: app.appPid,
-          user: {
-            id: row.id,
-            clientId,
-            username: `user-${clientId}`,
-            createdAt: row.createdAt.toISOString(),
-            updatedAt: row.updatedAt.toISOString(),
-            isOnline: false,
-            lastOnline: null,
-          },
-        });
+        const user = await seedUser({ pg }, `chaos-${uniqueId(10)}`, app.appId);
+        users.push({ appPid: app.appPid, user });
       }
     }
     const unknownAppPid = uniqueId(12);

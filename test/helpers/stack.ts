@@ -29,10 +29,11 @@ export async function seedApp(resources: Resources): Promise<{ appPid: string; a
   return { appPid, appId: rows[0]!.id };
 }
 
-export async function seedUser(resources: Resources, clientId = nanoid()) {
+/** Inserts a user row (the platform owns `authentication_users`) and returns it as the gateway sends it. */
+export async function seedUser(resources: Pick<Resources, 'pg'>, clientId = nanoid(), appId: string | null = null) {
   const { rows } = await resources.pg.query<{ id: string; createdAt: Date; updatedAt: Date }>(
-    'INSERT INTO authentication_users ("clientId", username) VALUES ($1, $2) RETURNING id, "createdAt", "updatedAt"',
-    [clientId, `user-${clientId}`],
+    'INSERT INTO authentication_users ("clientId", username, "appId") VALUES ($1, $2, $3) RETURNING id, "createdAt", "updatedAt"',
+    [clientId, `user-${clientId}`, appId],
   );
   const row = rows[0]!;
   return {
