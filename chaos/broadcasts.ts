@@ -7,6 +7,9 @@ export interface Broadcast {
   nspRoomId: string;
   event: string;
   data: Record<string, unknown>;
+  /** AMQP properties: the publisher's id of the message (edge messages) and its send time, in seconds. */
+  messageId?: string;
+  sentAtS?: number;
 }
 
 /**
@@ -58,7 +61,15 @@ export class BroadcastRecorder {
         if (!m) break;
         try {
           const body = JSON.parse(m.content.toString()) as Omit<Broadcast, 'routingKey'>;
-          const b = { routingKey: m.fields.routingKey, nspRoomId: body.nspRoomId, event: body.event, data: body.data };
+          const props = m.properties as { messageId?: string; timestamp?: number };
+          const b: Broadcast = {
+            routingKey: m.fields.routingKey,
+            nspRoomId: body.nspRoomId,
+            event: body.event,
+            data: body.data,
+            ...(props.messageId !== undefined && { messageId: props.messageId }),
+            ...(props.timestamp !== undefined && { sentAtS: props.timestamp }),
+          };
           if (keep(b)) out.push(b);
         } catch {
           // not ours

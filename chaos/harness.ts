@@ -277,7 +277,12 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
     await checkFinalSessions(c, broadcasts);
     const h = await checkHistories(c);
     history = h.stats;
-    userTotals = await checkUsers(c, broadcasts, h.userRuns);
+    userTotals = await checkUsers(
+      c,
+      broadcasts,
+      h.userRuns,
+      sup.exits.map((e) => e.at),
+    );
     for (const exit of sup.unexpectedExits()) {
       count(c, 'checked:worker-no-crash');
       violate(

@@ -297,10 +297,42 @@ export async function checkFinalSessions(ctx: ChaosContext, broadcasts: Broadcas
 // ---------------------------------------------------------------------------------------------
 // Users: one connect and one disconnect broadcast per edge, Redis and the DB agreeing.
 
+/**
+ * Drops a second copy of a message (same messageId) when a worker crash lies between the two sends:
+ * the one repeat at-least-once delivery allows, a crash after the broker's confirm and before the
+ * progress write; counted, not hidden. Any other repeat is a violation.
+ */
+function withoutCrashRepeats(ctx: ChaosContext, subject: string, seq: Broadcast[], crashes: number[]): Broadcast[] {
+  const first = new Map<string, Broadcast>();
+  const out: Broadcast[] = [];
+  for (const b of seq) {
+    const earlier = b.messageId === undefined ? undefined : first.get(b.messageId);
+    if (!earlier) {
+      if (b.messageId !== undefined) first.set(b.messageId, b);
+      out.push(b);
+      continue;
+    }
+    const from = earlier.sentAtS ?? -Infinity;
+    const to = b.sentAtS ?? Infinity;
+    const crashed = crashes.some((at) => Math.floor(at / 1000) >= from && Math.floor(at / 1000) <= to);
+    if (crashed) count(ctx, 'broadcast-repeated-across-a-worker-crash');
+    else
+      violate(
+        ctx,
+        'user-broadcast-per-edge',
+        subject,
+        `${b.event} (message ${b.messageId}) sent twice, at ${from} s and ${to} s, with no worker crash between`,
+      );
+  }
+  return out;
+}
+
 export async function checkUsers(
   ctx: ChaosContext,
   broadcasts: Broadcast[],
   userRuns: UserState[],
+  /** When a worker process died (killed or not). */
+  crashes: number[],
 ): Promise<{ edges: number; connects: number; disconnects: number }> {
   let edges = 0;
   let connects = 0;
@@ -327,9 +359,12 @@ export async function checkUsers(
 
     count(ctx, 'checked:user-broadcast-per-edge');
     const prefix = `users:${user.clientId}:$:user:`;
-    const seq = broadcasts
-      .filter((b) => b.nspRoomId === `users:${user.clientId}` && b.event.startsWith(prefix))
-      .map((b) => ({ kind: b.event.slice(prefix.length), isOnline: b.data.isOnline }));
+    const seq = withoutCrashRepeats(
+      ctx,
+      subject,
+      broadcasts.filter((b) => b.nspRoomId === `users:${user.clientId}` && b.event.startsWith(prefix)),
+      crashes,
+    ).map((b) => ({ kind: b.event.slice(prefix.length), isOnline: b.data.isOnline }));
     const edgeSeq: string[] = [];
     for (let i = 0; i < seq.length; i++) {
       const m = seq[i]!;

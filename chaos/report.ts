@@ -28,7 +28,8 @@ export const INVARIANTS: Record<string, string> = {
   'late-signals-harmless': 'a pong after the destroy resurrects nothing',
   'ownership-enforced': 'a live connectionId cannot be claimed by another uid/app',
   'users-consistent': 'users: Redis and authentication_users agree (offline at the end)',
-  'user-broadcast-per-edge': 'one connect and one disconnect broadcast per user edge',
+  'user-broadcast-per-edge':
+    'one connect and one disconnect broadcast per user edge (a copy with the same messageId only across a worker crash)',
   'presence-leave-broadcast': 'a presence leave broadcast for every room a destroyed session was in',
   'no-workflow-failed': 'no workflow failed, terminated or timed out',
   'no-workflow-task-failed': 'no WorkflowTaskFailed in any history',

@@ -53,6 +53,30 @@ describe('user edge broadcasts under retry', () => {
     }
   });
 
+  it('a repeat after a lost progress write carries the same messageIds, so a consumer can drop it', async () => {
+    const { capture, input, appPid, user } = await seededEdge((key) => resources.redis.del(key));
+    try {
+      await activities.userOnline(input);
+      // A crash after the broker's confirms and before the progress writes: the retry sends both again.
+      await resources.redis.del(edgeProgressKey(appPid, user.clientId));
+      await activities.userOnline(input);
+      await waitFor(
+        'both messages twice',
+        () => capture.events(),
+        (e) => e.length >= 4,
+      );
+      const ids = capture.messages.map((m) => m.messageId);
+      expect(ids).toEqual([`${input.edge}:0`, `${input.edge}:1`, `${input.edge}:0`, `${input.edge}:1`]);
+    } finally {
+      await capture.close();
+      await resources.redis.del(
+        edgeProgressKey(appPid, user.clientId),
+        keys.usersOnline(appPid),
+        keys.clientConnections(appPid, user.clientId),
+      );
+    }
+  });
+
   it('the next edge of the user sends both messages again', async () => {
     const { capture, input, appPid, user } = await seededEdge((key) => resources.redis.set(key, 'an-older-edge|2'));
     try {

@@ -39,14 +39,23 @@ export class AmqpPublisher {
     return channel;
   }
 
-  async publish(routingKey: string, body: unknown): Promise<void> {
+  /**
+   * `messageId`, when given, is the same on every attempt to send one message: a consumer can drop
+   * a repeat (one is possible after a crash between the broker's confirm and our progress write).
+   */
+  async publish(routingKey: string, body: unknown, opts: { messageId?: string } = {}): Promise<void> {
     const channel = await this.channel();
     await new Promise<void>((resolve, reject) => {
       channel.publish(
         ROOMS_EXCHANGE,
         routingKey,
         Buffer.from(JSON.stringify(body)),
-        { persistent: true, contentType: 'application/json' },
+        {
+          persistent: true,
+          contentType: 'application/json',
+          timestamp: Math.floor(Date.now() / 1000),
+          ...(opts.messageId !== undefined && { messageId: opts.messageId }),
+        },
         (err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()),
       );
     });

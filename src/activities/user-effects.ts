@@ -112,7 +112,8 @@ export function createUserActivities(deps: ActivityDeps) {
   /**
    * connection:status then connect/disconnect. With an `edge` id (stable across retries of one edge),
    * a retry after an outage or a crash resumes after the last confirmed message instead of sending
-   * connection:status again; only a crash between a confirm and its progress write repeats one.
+   * connection:status again; only a crash between a confirm and its progress write repeats one, with
+   * the same AMQP messageId (`{edge}:{index}`) so that a consumer can tell.
    */
   async function publishStatus(
     appPid: string,
@@ -128,7 +129,7 @@ export function createUserActivities(deps: ActivityDeps) {
     const messages = userStatus(user, session, isOnline, queueCount, now);
     for (const [i, message] of messages.entries()) {
       if (i < done) continue;
-      await amqp.publish(message.routingKey, message.body);
+      await amqp.publish(message.routingKey, message.body, edge ? { messageId: `${edge}:${i}` } : {});
       if (edge) await redis.set(progressKey, `${edge}|${i + 1}`, 'EX', EDGE_PROGRESS_TTL_S);
     }
   }

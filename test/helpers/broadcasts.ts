@@ -4,6 +4,7 @@ import type { Config } from '../../src/config';
 
 export interface Captured {
   routingKey: string;
+  messageId: string | undefined;
   body: { nspRoomId: string; event: string; data: Record<string, unknown>; service: string; session: unknown };
 }
 
@@ -24,7 +25,12 @@ export async function captureUserBroadcasts(config: Config, clientId: string) {
     (m) => {
       if (!m) return;
       const body = JSON.parse(m.content.toString()) as Captured['body'];
-      if (body.nspRoomId === `users:${clientId}`) messages.push({ routingKey: m.fields.routingKey, body });
+      if (body.nspRoomId === `users:${clientId}`)
+        messages.push({
+          routingKey: m.fields.routingKey,
+          messageId: (m.properties as { messageId?: string }).messageId,
+          body,
+        });
     },
     { noAck: true },
   );
