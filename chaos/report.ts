@@ -68,7 +68,14 @@ export interface ChaosReport {
   outages: { kind: string; from: string; to: string }[];
   malformed: { client?: ClientFuzzResult; raw?: RawFuzzResult; ownershipRefused: number };
   temporal?: HistoryStats & { stillRunningAfterSettle: number };
-  users: { seeded: number; edges: number; connectBroadcasts: number; disconnectBroadcasts: number };
+  users: {
+    seeded: number;
+    edges: number;
+    connectBroadcasts: number;
+    disconnectBroadcasts: number;
+    /** Edge messages sent a second time (same messageId) because a worker died between confirm and progress write. */
+    repeatedAcrossCrash: number;
+  };
   broadcastsRead: number;
   worker: { starts: number; exits: number };
   invariants: { name: string; description: string; checked: number; violations: number }[];
@@ -153,6 +160,7 @@ export function buildReport(a: {
       edges: a.userTotals.edges,
       connectBroadcasts: a.userTotals.connects,
       disconnectBroadcasts: a.userTotals.disconnects,
+      repeatedAcrossCrash: a.ctx?.counters['broadcast-repeated-across-a-worker-crash'] ?? 0,
     },
     broadcastsRead: a.broadcasts,
     worker: { starts: a.workerStarts, exits: a.workerExits },
@@ -223,7 +231,7 @@ export function formatReport(r: ChaosReport): string {
     );
   }
   out.push(
-    `users: ${r.users.seeded} seeded, ${r.users.edges} edges, ${r.users.connectBroadcasts} connect / ${r.users.disconnectBroadcasts} disconnect broadcasts; worker started ${r.worker.starts}×`,
+    `users: ${r.users.seeded} seeded, ${r.users.edges} edges, ${r.users.connectBroadcasts} connect / ${r.users.disconnectBroadcasts} disconnect broadcasts (${r.users.repeatedAcrossCrash} repeated across a worker crash); worker started ${r.worker.starts}×`,
   );
   out.push('');
   out.push(
