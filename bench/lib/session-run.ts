@@ -130,6 +130,16 @@ export class SessionRun {
     return 4 * this.idleTimeoutMs;
   }
 
+  /** `finish` for a run that kept its sockets open: they close 20 ms apart (20 s at most). */
+  teardown(progress: (line: string) => void): Promise<Audit> {
+    const open = this.conns.filter((c) => c.openSocket !== null).length;
+    return this.finish({
+      closeSpreadMs: Math.min(open * 20, 20_000),
+      timeoutMs: this.destroyDelayMs + 180_000,
+      onProgress: (d, t) => progress(`teardown: ${d}/${t} destroyed`),
+    });
+  }
+
   /**
    * Drops what is still scheduled, closes every open socket (spread over `closeSpreadMs`), waits
    * until every session's destroy is visible, audits Redis/Postgres and the workflows, stops the

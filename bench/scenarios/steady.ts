@@ -201,11 +201,7 @@ export const steady: Scenario = {
       ];
 
       pongs.close();
-      const audit = await run.finish({
-        closeSpreadMs: Math.min(live.length * 20, 20_000),
-        timeoutMs: 4 * idle + 180_000,
-        onProgress: (d, t) => progress(`teardown: ${d}/${t} destroyed`),
-      });
+      const audit = await run.teardown(progress);
       figures.push(auditFigure('steady.sessions_created', audit));
       const stats = run.driver.stats;
       return {

@@ -186,11 +186,7 @@ export const storm: Scenario = {
         },
       ];
       pongs.close();
-      const audit = await run.finish({
-        closeSpreadMs: Math.min(total * 20, 20_000),
-        timeoutMs: 4 * idle + 180_000,
-        onProgress: (d, t) => progress(`teardown: ${d}/${t} destroyed`),
-      });
+      const audit = await run.teardown(progress);
       figures.push(auditFigure('storm.sessions_created', audit));
       const stats = run.driver.stats;
       return {
