@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@temporalio/client';
-import { bundleWorkflowCode, type NativeConnection } from '@temporalio/worker';
+import type { NativeConnection } from '@temporalio/worker';
 import type { Config } from './config';
 import { cliSearchAttributes } from './dev/dev-server';
 import { startHealthServer } from './health-server';
@@ -9,6 +9,7 @@ import type { Logger } from './logger';
 import { openResources } from './resources';
 import { ensureSweepSchedule } from './sweep-schedule';
 import { connectWorker, createWorker } from './worker';
+import { workerWorkflowBundle } from './workflow-bundle';
 import { SEARCH_ATTRIBUTES } from './workflows/search-attributes';
 
 /** What a service body gets from {@link runProcess}. */
@@ -232,9 +233,10 @@ export async function runWorkerService(
 
   const resources = openResources(config, logger);
   life.defer('resources', () => resources.close());
-  const workflowBundle = await bundleWorkflowCode({
-    workflowsPath: require.resolve('./workflows'),
-    logger: bundlerLogger(logger),
+  // Compiled (npm run worker, the image): the bundle npm run build made; from the sources: bundled now.
+  const { bundle: workflowBundle, prebuilt } = await workerWorkflowBundle(bundlerLogger(logger));
+  logger.debug(prebuilt ? 'workflow bundle: prebuilt' : 'workflow bundle: built from the sources', {
+    ...('codePath' in workflowBundle ? { codePath: workflowBundle.codePath } : {}),
   });
   life.signal.throwIfAborted();
   const temporal = new Client({ connection, namespace: config.temporal.namespace });

@@ -1,10 +1,11 @@
 import { Client } from '@temporalio/client';
-import { NativeConnection, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { instrument } from './activities/instrument';
 import type { Config } from './config';
 import type { Logger } from './logger';
 import type { Resources } from './resources';
+import { temporalConnectionOptions } from './temporal-connection';
 
 export interface CreateWorkerOptions {
   connection: NativeConnection;
@@ -13,8 +14,8 @@ export interface CreateWorkerOptions {
   logger: Logger;
   namespace?: string;
   taskQueue?: string;
-  /** Pre-bundled workflow code (tests bundle once and reuse); default: bundle from source. */
-  workflowBundle?: WorkflowBundle;
+  /** Pre-bundled workflow code, or the path of a bundle file (tests bundle once and reuse); default: bundle from source. */
+  workflowBundle?: WorkflowBundleOption;
   /** Client the activities signal user workflows and describe sessions with; default: one on `connection`. */
   temporal?: Client;
 }
@@ -39,25 +40,8 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
   });
 }
 
+/** The worker's connection, with the options the CLI uses too (src/temporal-connection.ts). */
 export async function connectWorker(config: Config): Promise<NativeConnection> {
-  const tls = config.temporal.tls;
-  return NativeConnection.connect({
-    address: config.temporal.address,
-    tls: tls ? await loadTls(tls) : undefined,
-  });
-}
-
-async function loadTls(tls: Exclude<Config['temporal']['tls'], false>) {
-  const { readFile } = await import('node:fs/promises');
-  const read = (p?: string) => (p ? readFile(p) : Promise.resolve(undefined));
-  const [ca, crt, key] = await Promise.all([
-    read(tls.serverRootCACertPath),
-    read(tls.clientCertPath),
-    read(tls.clientKeyPath),
-  ]);
-  return {
-    serverNameOverride: tls.serverNameOverride,
-    serverRootCACertificate: ca,
-    clientCertPair: crt && key ? { crt, key } : undefined,
-  };
+  const { connection } = await temporalConnectionOptions(config);
+  return NativeConnection.connect(connection);
 }
