@@ -199,10 +199,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const options = await temporalConnectionOptions(config);
   const connection = await Connection.connect(options.connection);
   const client = new Client({ connection, namespace: options.namespace });
-  const sessions = new SessionClient(client, {
-    taskQueue: config.temporal.taskQueue,
-    idleTimeoutMs: config.idleTimeoutMs,
-  });
+  // Only describe and invalidate go through the session client; list and stats are visibility alone.
+  const sessions = () =>
+    new SessionClient(client, { taskQueue: config.temporal.taskQueue, idleTimeoutMs: config.idleTimeoutMs });
   const filters = { app: str(values.app), client: str(values.client), status: str(values.status) };
   try {
     switch (command) {
@@ -227,7 +226,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return 0;
       }
       case 'describe': {
-        const state = await sessions.describe(positionals[0]!);
+        const state = await sessions().describe(positionals[0]!);
         if (!state) {
           io.err('no such session');
           return 1;
@@ -237,7 +236,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         return 0;
       }
       case 'invalidate': {
-        const done = await sessions.invalidate(positionals[0]!, str(values.reason) ?? 'operator');
+        const done = await sessions().invalidate(positionals[0]!, str(values.reason) ?? 'operator');
         if (done) io.out('invalidated');
         else io.err('no running session');
         return done ? 0 : 1;
