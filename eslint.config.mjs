@@ -5,7 +5,19 @@ import { builtinModules } from 'node:module';
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `node:${m}`)];
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'dist', '.data', 'bench/results', 'eslint.config.mjs', 'jest.config.js'] },
+  {
+    ignores: [
+      'node_modules',
+      'dist',
+      '.data',
+      'bench/results',
+      'reports',
+      '.stryker-tmp',
+      'eslint.config.mjs',
+      'jest.config.js',
+      'jest.unit.config.js',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
