@@ -52,6 +52,11 @@ export interface Tracked {
   sockets: string[];
   rooms: string[];
   presenceRooms: string[];
+  /**
+   * Presence lifetimes per room: how many times the driver's seed found the connection absent from
+   * the room's members and put it in. Each lifetime ends with at most one presence leave.
+   */
+  presenceLifetimes: Record<string, number>;
   userTargets: string[];
   /** What the run must end with for it. */
   expect: 'destroyed' | 'live' | 'rejected';

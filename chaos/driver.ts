@@ -129,6 +129,8 @@ export class Conn {
     const { redis } = this.ctx;
     const cid = this.cid;
     const tx = redis.multi();
+    // First, in the same transaction: which presence rooms the connection is not in (a new lifetime).
+    for (const room of this.t.presenceRooms) tx.hexists(keys.presenceMembers(room), cid);
     for (const room of this.t.rooms) {
       tx.hset(keys.rooms(cid), room, '1');
       tx.hset(keys.roomSubscriptions(cid, 'subscriptions', room), `sub:${room}:${this.t.n}`, '1');
@@ -153,7 +155,11 @@ export class Conn {
       tx.hset(keys.userSubscriptions(cid, target), `user:${target}`, '1');
     }
     // The harness's Redis client waits out an outage (offline queue): the gateway would too.
-    await tx.exec();
+    const res = await tx.exec();
+    this.t.presenceRooms.forEach((room, i) => {
+      const [err, was] = res?.[i] ?? [null, null];
+      if (!err && was === 0) this.t.presenceLifetimes[room] = (this.t.presenceLifetimes[room] ?? 0) + 1;
+    });
   }
 
   startPongs(): void {
@@ -267,6 +273,7 @@ export function newTracked(ctx: ChaosContext, scenario: Scenario, shape: Session
     sockets: [session.socketId],
     rooms,
     presenceRooms,
+    presenceLifetimes: {},
     userTargets,
     expect: scenario === 'unknown-app' ? 'rejected' : scenario === 'long-lived' ? 'live' : 'destroyed',
     connected: false,

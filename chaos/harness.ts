@@ -113,7 +113,8 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
       },
       path.join(temp, 'worker.log'),
     );
-    await supervisor.start();
+    if (opts.noWorker) notes.push('--no-worker: the worker was never started');
+    else await supervisor.start();
 
     connection = await Connection.connect({ address: server.address });
     const temporal = new Client({ connection, namespace: 'default' });
@@ -196,7 +197,8 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
     // ---- churn, fuzz and faults, concurrently
     phase('churn + faults');
     let faultsDone = false;
-    const stopChurn = () => aborter.signal.aborted || (faultsDone && churnLaunched >= opts.sessions);
+    const stopChurn = () =>
+      aborter.signal.aborted || opts.sessions === 0 || (faultsDone && churnLaunched >= opts.sessions);
     const churn = (async () => {
       const running = new Set<Promise<unknown>>();
       while (!stopChurn()) {
@@ -283,8 +285,9 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
       h.userRuns,
       sup.exits.map((e) => e.at),
     );
+    // One subject per worker process the run started (none: nothing checked, and the verdict says so).
+    count(c, 'checked:worker-no-crash', sup.starts);
     for (const exit of sup.unexpectedExits()) {
-      count(c, 'checked:worker-no-crash');
       violate(
         c,
         'worker-no-crash',
@@ -292,6 +295,7 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
         `code ${exit.code} signal ${exit.signal}: ${exit.stderrTail.slice(-6).join(' | ')}`.slice(0, 1500),
       );
     }
+    count(c, 'checked:run-completed');
   } catch (err) {
     const why = errorText(err);
     stamp(`run failed: ${why}`);
@@ -375,6 +379,12 @@ async function injectFault(kind: FaultKind, d: FaultDeps): Promise<FaultRecord> 
     backlog: 0,
   };
   stamp(`fault ${kind} …`);
+  count(c, 'checked:fault-injected');
+  if (opts.noWorker && kind.startsWith('worker-kill')) {
+    rec.detail = 'skipped: --no-worker';
+    violate(c, 'fault-injected', kind, 'no worker to kill (--no-worker)');
+    return rec;
+  }
   switch (kind) {
     case 'worker-kill': {
       await sleep(rng.int(0, 3_000), d.signal);
@@ -452,7 +462,7 @@ async function injectFault(kind: FaultKind, d: FaultDeps): Promise<FaultRecord> 
       rec.downMs = rec.restoredAt - killedAt;
       rec.detail = `SIGKILL of the dev server with ${rec.pendingDestroysAtFault} sessions pending destroy; restarted on the same db file`;
       // The worker rides through the outage (or, if it died, the supervisor restarted it).
-      await sup.ensureRunning();
+      if (!opts.noWorker) await sup.ensureRunning();
       break;
     }
   }
@@ -469,6 +479,7 @@ async function measureRecovery(
   fault: FaultRecord,
   kind: FaultKind,
 ): Promise<Pick<FaultRecord, 'probeMs' | 'drainMs' | 'backlog'>> {
+  count(c, 'checked:recovered');
   const restoredAt = fault.restoredAt ?? Date.now();
   // Destroys that fell due from shortly before the fault until the restore.
   const from = fault.at - 8 * c.idleMs;

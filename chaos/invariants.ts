@@ -236,11 +236,14 @@ export async function checkFinalSessions(ctx: ChaosContext, broadcasts: Broadcas
   const eventsOf = new Map<string, string[]>();
   for (const r of events.rows)
     eventsOf.set(r.connectionId, [...(eventsOf.get(r.connectionId) ?? []), r.connectionEventType]);
-  const leaves = new Set(
-    broadcasts
-      .filter((b) => b.event.endsWith(':$:presence:leave'))
-      .map((b) => `${b.nspRoomId}|${String(b.data.connectionId)}`),
-  );
+  // Counted, not collected in a Set: a second leave of one lifetime must be visible.
+  const leaves = new Map<string, number>();
+  for (const b of broadcasts) {
+    if (!b.event.endsWith(':$:presence:leave')) continue;
+    const k = `${b.nspRoomId}|${String(b.data.connectionId)}`;
+    leaves.set(k, (leaves.get(k) ?? 0) + 1);
+    count(ctx, 'presence-leaves');
+  }
 
   await mapLimit(sessions, 8, async (t) => {
     const i = cids.indexOf(t.session.connectionId);
@@ -286,10 +289,29 @@ export async function checkFinalSessions(ctx: ChaosContext, broadcasts: Broadcas
     const ev = eventsOf.get(cid) ?? [];
     if (!(ev.includes('connect') && ev.includes('disconnect')) || ev.length !== 2)
       violate(ctx, 'destroyed-db', subject, `connections rows: ${JSON.stringify(ev)}`);
-    count(ctx, 'checked:presence-leave-broadcast');
     for (const room of t.presenceRooms) {
-      if (!leaves.has(`${room}|${cid}`))
-        violate(ctx, 'presence-leave-broadcast', subject, `no presence leave for ${room}`);
+      count(ctx, 'checked:presence-leave-broadcast');
+      const n = leaves.get(`${room}|${cid}`) ?? 0;
+      const lifetimes = t.presenceLifetimes[room] ?? 0;
+      if (n === 0) violate(ctx, 'presence-leave-broadcast', subject, `no presence leave for ${room}`);
+      else if (n > lifetimes)
+        violate(
+          ctx,
+          'presence-leave-broadcast',
+          subject,
+          `${n} presence leaves for ${room} over ${lifetimes} presence lifetimes (a duplicate leave)`,
+        );
+      else if (n < lifetimes) {
+        // A race of a reconnect with the soft destroy can leave a lifetime without presence to remove.
+        if (t.mayHaveLostPresence) count(ctx, 'presence-leave:fewer-than-lifetimes-after-race');
+        else
+          violate(
+            ctx,
+            'presence-leave-broadcast',
+            subject,
+            `${n} presence leaves for ${room} over ${lifetimes} presence lifetimes (a lifetime ended without its leave)`,
+          );
+      }
     }
   });
 }

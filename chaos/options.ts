@@ -41,6 +41,11 @@ export interface ChaosOptions {
   /** Give up on the whole run after this long. */
   maxRunMs: number;
   resultsDir: string;
+  /**
+   * Never start the worker (`--no-worker`): shows that a run which observed nothing fails, naming
+   * what it did not observe. Worker faults are skipped.
+   */
+  noWorker: boolean;
   /** Progress lines (default: stderr). */
   log?: (line: string) => void;
 }
@@ -55,6 +60,7 @@ export function defaults(mode: 'quick' | 'full'): ChaosOptions {
     temporalDownMs: 3_000,
     seed: Math.floor(Math.random() * 2 ** 31),
     resultsDir: path.join(ROOT, 'bench/results'),
+    noWorker: false,
   };
   if (mode === 'quick') {
     return {
@@ -117,15 +123,22 @@ export function serviceOf(kind: FaultKind): ServiceKind | undefined {
 
 const USAGE = `npm run chaos -- [--quick] [--sessions N] [--concurrency N] [--idle-ms MS] [--outage-ms MS]
                     [--temporal-down-ms MS] [--faults a,b,...] [--seed N] [--long-lived N]
-                    [--client-fuzz N] [--raw-fuzz N] [--results-dir DIR]
+                    [--client-fuzz N] [--raw-fuzz N] [--results-dir DIR] [--no-worker]
+--sessions 0: no session at all (no churn; no long-lived sessions or faults unless given)
+--no-worker: never start the worker (the run must fail, naming what it did not observe)
 faults: worker-kill, worker-kill-mid-destroy, redis-outage, postgres-outage, rabbitmq-outage, temporal-restart`;
 
 export function parseArgs(argv: string[]): ChaosOptions {
   const mode = argv.includes('--quick') ? 'quick' : 'full';
   const o = defaults(mode);
+  const given = new Set(argv);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--quick' || a === '--full') continue;
+    if (a === '--no-worker') {
+      o.noWorker = true;
+      continue;
+    }
     if (a === '--help' || a === '-h') {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
@@ -180,6 +193,10 @@ export function parseArgs(argv: string[]): ChaosOptions {
       default:
         throw new Error(`unknown option ${a}\n${USAGE}`);
     }
+  }
+  if (o.sessions === 0) {
+    if (!given.has('--long-lived')) o.longLived = 0;
+    if (!given.has('--faults')) o.faults = [];
   }
   for (const f of o.faults) if (!FAULT_KINDS.includes(f)) throw new Error(`unknown fault ${f}\n${USAGE}`);
   return o;

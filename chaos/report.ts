@@ -3,6 +3,7 @@ import type { HistoryStats } from './invariants';
 import type { ClientFuzzResult, RawFuzzResult } from './malformed';
 import type { ChaosOptions, FaultKind } from './options';
 import { percentile } from './util';
+import { missingEvidence, requiredInvariants, type Observations } from './verdict';
 
 export interface FaultRecord {
   kind: FaultKind;
@@ -30,7 +31,8 @@ export const INVARIANTS: Record<string, string> = {
   'users-consistent': 'users: Redis and authentication_users agree (offline at the end)',
   'user-broadcast-per-edge':
     'one connect and one disconnect broadcast per user edge (a copy with the same messageId only across a worker crash)',
-  'presence-leave-broadcast': 'a presence leave broadcast for every room a destroyed session was in',
+  'presence-leave-broadcast':
+    'a presence leave broadcast for every room a destroyed session was in, one per presence lifetime (a duplicate leave is a violation)',
   'no-workflow-failed': 'no workflow failed, terminated or timed out',
   'no-workflow-task-failed': 'no WorkflowTaskFailed in any history',
   'no-workflow-stuck': 'nothing left running after the settle period',
@@ -78,7 +80,10 @@ export interface ChaosReport {
   };
   broadcastsRead: number;
   worker: { starts: number; exits: number };
-  invariants: { name: string; description: string; checked: number; violations: number }[];
+  invariants: { name: string; description: string; checked: number; violations: number; required: boolean }[];
+  /** What the run should have observed and did not: any line fails the run (see chaos/verdict.ts). */
+  unobserved: string[];
+  observations: Observations;
   violationCount: number;
   violations: Violation[];
   counters: Record<string, number>;
@@ -126,22 +131,48 @@ export function buildReport(a: {
     if (f.drainMs !== null) k.maxDrainMs = Math.max(k.maxDrainMs ?? 0, f.drainMs);
   }
   const invNames = new Set([...Object.keys(INVARIANTS), ...violations.map((v) => v.invariant)]);
+  const checked = Object.fromEntries([...invNames].map((name) => [name, counters[`checked:${name}`] ?? 0]));
+  const refusedByClient = (t: (typeof tracked)[number]) => t.notes.some((n) => n.startsWith('refused by the client'));
+  const observations: Observations = {
+    harnessRan: (counters['checked:run-completed'] ?? 0) > 0,
+    workerStarts: a.workerStarts,
+    trackedSessions: tracked.length,
+    trackedWithWorkflow: tracked.filter((t) => !refusedByClient(t)).length,
+    trackedWithUser: tracked.filter((t) => t.session.user !== undefined && t.expect !== 'rejected').length,
+    destroyedWithPresence: tracked.filter((t) => t.expect === 'destroyed' && t.presenceRooms.length > 0).length,
+    rejected: tracked.filter((t) => t.expect === 'rejected').length,
+    sessionExecutions: a.history ? (a.history.byType.sessionWorkflow ?? 0) : null,
+    executions: a.history ? a.history.executions : null,
+    userEdges: a.userTotals.edges,
+    userEdgeBroadcasts: a.userTotals.connects + a.userTotals.disconnects,
+    presenceLeaves: counters['presence-leaves'] ?? 0,
+    broadcastsRead: a.broadcasts,
+    clientFuzzPlanned: a.opts.clientFuzzRuns,
+    clientFuzzCalls: a.clientFuzz?.calls ?? 0,
+    rawFuzzPlanned: a.opts.rawFuzzRuns,
+    rawSignalsSent: a.rawFuzz?.sent ?? 0,
+    faultsPlanned: a.opts.faults.length,
+    faultsRun: a.faults.length,
+    checked,
+  };
+  const required = new Set(requiredInvariants(observations));
+  const unobserved = missingEvidence(observations);
   const invariants = [...invNames].map((name) => ({
     name,
     description: INVARIANTS[name] ?? name,
-    checked: counters[`checked:${name}`] ?? 0,
+    checked: checked[name] ?? 0,
     violations: violations.filter((v) => v.invariant === name).length,
+    required: required.has(name),
   }));
   const { log: _log, ...options } = a.opts;
   void _log;
-  const missingFaults = a.opts.faults.length !== a.faults.length;
   return {
     runId: a.runId,
     mode: a.opts.mode,
     seed: a.opts.seed,
     startedAt: new Date(a.started).toISOString(),
     durationMs: Date.now() - a.started,
-    pass: violations.length === 0 && a.ctx !== undefined && !missingFaults,
+    pass: violations.length === 0 && a.ctx !== undefined && unobserved.length === 0,
     options,
     sessions: {
       total: tracked.length,
@@ -165,11 +196,13 @@ export function buildReport(a: {
     broadcastsRead: a.broadcasts,
     worker: { starts: a.workerStarts, exits: a.workerExits },
     invariants,
+    unobserved,
+    observations,
     violationCount: violations.length,
     violations: violations.slice(0, 500),
     counters,
     phasesMs: a.phases,
-    notes: [...a.notes, ...(missingFaults ? [`only ${a.faults.length} of ${a.opts.faults.length} faults ran`] : [])],
+    notes: a.notes,
     logs: a.logs,
   };
 }
@@ -186,8 +219,9 @@ const s = (ms: number | null | undefined) => (ms === null || ms === undefined ? 
 export function formatReport(r: ChaosReport): string {
   const out: string[] = [];
   out.push(
-    `tether chaos ${r.mode} run ${r.runId} (seed ${r.seed}): ${r.pass ? 'PASS' : 'FAIL'}, ${r.violationCount} violations, ${s(r.durationMs)}`,
+    `tether chaos ${r.mode} run ${r.runId} (seed ${r.seed}): ${r.pass ? 'PASS' : 'FAIL'}, ${r.violationCount} violations, ${r.unobserved.length} things not observed, ${s(r.durationMs)}`,
   );
+  if (r.unobserved.length) out.push(failureMessage(r));
   out.push('');
   out.push(
     table(
@@ -235,9 +269,15 @@ export function formatReport(r: ChaosReport): string {
   );
   out.push('');
   out.push(
+    // Every invariant, also those that checked nothing: a 0 in a required row fails the run.
     table(
-      ['invariant', 'checked', 'violations'],
-      r.invariants.filter((i) => i.checked > 0 || i.violations > 0).map((i) => [i.name, i.checked, i.violations]),
+      ['invariant', 'checked', 'violations', ''],
+      r.invariants.map((i) => [
+        i.name,
+        i.checked,
+        i.violations,
+        i.checked > 0 ? '' : i.required ? 'NOTHING CHECKED (required)' : 'nothing checked (not exercised)',
+      ]),
     ),
   );
   if (r.violations.length) {
@@ -252,4 +292,9 @@ export function formatReport(r: ChaosReport): string {
   for (const n of r.notes) out.push(`note: ${n}`);
   if (r.file) out.push(`report: ${r.file}`);
   return out.join('\n');
+}
+
+/** The line a failing run ends with when evidence is missing: names everything not observed. */
+export function failureMessage(r: Pick<ChaosReport, 'unobserved'>): string {
+  return `FAIL: not observed: ${r.unobserved.join('; ')}`;
 }

@@ -199,6 +199,7 @@ export async function runScenario(ctx: ChaosContext, scenario: Scenario, t?: Tra
         const before = await describeStatus(ctx, c.cid);
         const late = await gw(ctx, 'heartbeat', () => ctx.sessions.heartbeat(c.cid));
         count(ctx, `late-pong:${late}`);
+        count(ctx, 'checked:late-signals-harmless');
         if (late !== HeartbeatOutcome.unknownSession)
           violate(ctx, 'late-signals-harmless', c.cid, `pong after destroy answered ${late}`);
         await sleep(500);
@@ -239,6 +240,7 @@ export async function runScenario(ctx: ChaosContext, scenario: Scenario, t?: Tra
       }
       case 'ownership': {
         await c.open();
+        count(ctx, 'checked:ownership-enforced');
         // Same connectionId, another uid: refused while the session is live.
         try {
           await gw(ctx, 'connected', () =>
@@ -268,7 +270,9 @@ export async function runScenario(ctx: ChaosContext, scenario: Scenario, t?: Tra
         break; // the harness checks and closes it at the end
       }
     }
+    count(ctx, 'checked:scenario-completed');
   } catch (err) {
+    count(ctx, 'checked:scenario-completed');
     t.error = errorText(err);
     violate(ctx, 'scenario-completed', t.session.connectionId, `${scenario}: ${t.error}`);
     await c.stopPongs();
