@@ -267,6 +267,27 @@ describe('sweep (dev server)', () => {
     for (const s of running) await stack.client.invalidate(s.connectionId, 'test over');
   });
 
+  it('pins the stale threshold at now − 4 × idle: 3.5 × idle old is kept, 4.5 × idle old is cleaned', async () => {
+    // Contract §3: stale means a score older than now − 4 × idle. Margins of half an idle (15 s here,
+    // far more than the time between seeding and the workflow's now) put the two ids on either side
+    // of 4 × idle and inside 3 × and 5 ×: a threshold of 3 × idle cleans the first, 5 × keeps the second.
+    const { appPid } = await seedApp(stack.resources);
+    const recent = `${appPid}:${nanoid()}`;
+    const old = `${appPid}:${nanoid()}`;
+    const now = Date.now();
+    const recentScore = now - 4 * IDLE + IDLE / 2;
+    const oldScore = now - 4 * IDLE - IDLE / 2;
+    await redis().zadd(HEARTBEAT_KEY, recentScore, recent, oldScore, old);
+    try {
+      const progress = await runSweep({ appPids: [appPid] });
+      expect(progress).toMatchObject({ cleaned: 1, failed: 0 });
+      expect(await redis().zscore(HEARTBEAT_KEY, old)).toBeNull();
+      expect(Number(await redis().zscore(HEARTBEAT_KEY, recent))).toBe(recentScore);
+    } finally {
+      await redis().zrem(HEARTBEAT_KEY, recent, old);
+    }
+  });
+
   it('pages after an anchor: out-of-scope ids stay in place, and an anchor removed between pages loses nothing', async () => {
     const [{ appPid: mine }, { appPid: other }] = [await seedApp(stack.resources), await seedApp(stack.resources)];
     const base = Date.now() - STALE_AGE;
