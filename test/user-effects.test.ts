@@ -2,7 +2,7 @@ import { createActivities } from '../src/activities';
 import { edgeProgressKey } from '../src/activities/user-effects';
 import { keys } from '../src/activities/redis-keys';
 import { openResources, type Resources } from '../src/resources';
-import { captureUserBroadcasts, pause, waitFor } from './helpers/broadcasts';
+import { captureUserBroadcasts, waitFor } from './helpers/broadcasts';
 import { makeSession, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';
 
 /**
@@ -44,7 +44,7 @@ describe('user edge broadcasts under retry', () => {
       );
       // A second retry of the same edge (the activity's completion was lost) sends nothing.
       await activities.userOnline(input);
-      await pause(1_000);
+      await capture.drain();
       expect(capture.events()).toEqual(['connect']);
       expect(await resources.redis.hget(keys.usersOnline(appPid), user.clientId)).not.toBeNull();
     } finally {
@@ -87,7 +87,7 @@ describe('user edge broadcasts under retry', () => {
         () => capture.events(),
         (e) => e.length >= 4,
       );
-      await pause(500);
+      await capture.drain();
       expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
     } finally {
       await capture.close();

@@ -114,7 +114,7 @@ describe('users online/offline (dev server, two workers)', () => {
         () => capture.events(),
         (e) => e.length >= 2,
       );
-      await pause(1_000);
+      await capture.drain();
       expect(capture.events()).toEqual(['connection:status', 'connect']);
       const connectMsg = capture.messages[1]!;
       expect(connectMsg.routingKey).toBe(capture.routingKey);
@@ -161,7 +161,7 @@ describe('users online/offline (dev server, two workers)', () => {
         () => capture.events(),
         (e) => e.length >= 4,
       );
-      await pause(1_500);
+      await capture.drain();
       expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
       expect(capture.messages[3]!.body.data).toMatchObject({ id: user.id, isOnline: false });
       // Offline with nothing left: the user workflow's run is over.
@@ -186,7 +186,7 @@ describe('users online/offline (dev server, two workers)', () => {
         () => capture.events(),
         (e) => e.length >= 6,
       );
-      await pause(1_000);
+      await capture.drain();
       expect(capture.events()).toEqual([
         'connection:status',
         'connect',
@@ -247,7 +247,7 @@ describe('users online/offline (dev server, two workers)', () => {
         (o) => !o.redisOnline && o.dbOnline === false && o.connections.length === 0,
         15_000,
       );
-      await pause(1_500);
+      await capture.drain();
       expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
     } finally {
       await capture.close();
@@ -291,7 +291,7 @@ describe('users online/offline (dev server, two workers)', () => {
         () => capture.events(),
         (e) => e.length >= 4,
       );
-      await pause(1_000);
+      await capture.drain();
       expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
     } finally {
       await capture.close();
@@ -320,8 +320,8 @@ describe('users online/offline (dev server, two workers)', () => {
           15_000,
         );
       }
-      await pause(1_500);
       for (const { capture } of users) {
+        await capture.drain();
         expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
       }
     } finally {
@@ -371,7 +371,7 @@ describe('users online/offline (dev server, two workers)', () => {
         (o) => !o.redisOnline && o.dbOnline === false && o.connections.length === 0,
         15_000,
       );
-      await pause(1_000);
+      await capture.drain();
       expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
     } finally {
       await capture.close();

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
-import { ROOMS_EXCHANGE, userRoutingKey } from '../../src/activities/routing';
+import { ROOMS_EXCHANGE } from '../../src/activities/routing';
 import type { Config } from '../../src/config';
+import { expectedUserRoutingKey } from './routing';
 
 export interface Captured {
   routingKey: string;
@@ -9,11 +11,13 @@ export interface Captured {
 }
 
 /**
- * A private queue bound to the rooms exchange with a user's routing key (`$$:users:{n}`); keeps
- * the messages about that user only (other tests on this machine publish to the same keys).
+ * A private queue bound to the rooms exchange with a user's routing key (`$$:users:{n}`, computed
+ * by test/helpers/routing.ts, independently of src: a wrong bucket in src delivers nothing here);
+ * keeps the messages about that user only (other tests on this machine publish to the same keys).
  */
 export async function captureUserBroadcasts(config: Config, clientId: string) {
-  const routingKey = userRoutingKey(clientId, config.rabbitmq.queueCount);
+  const routingKey = expectedUserRoutingKey(clientId, config.rabbitmq.queueCount);
+  const sentinels = new Set<string>();
   const connection = await amqp.connect(config.rabbitmq.url);
   const channel = await connection.createChannel();
   await channel.assertExchange(ROOMS_EXCHANGE, 'topic', { durable: true });
@@ -24,8 +28,9 @@ export async function captureUserBroadcasts(config: Config, clientId: string) {
     queue,
     (m) => {
       if (!m) return;
-      const body = JSON.parse(m.content.toString()) as Captured['body'];
-      if (body.nspRoomId === `users:${clientId}`)
+      const body = JSON.parse(m.content.toString()) as Captured['body'] & { sentinel?: string };
+      if (body.sentinel !== undefined) sentinels.add(body.sentinel);
+      else if (body.nspRoomId === `users:${clientId}`)
         messages.push({
           routingKey: m.fields.routingKey,
           messageId: (m.properties as { messageId?: string }).messageId,
@@ -39,6 +44,25 @@ export async function captureUserBroadcasts(config: Config, clientId: string) {
     messages,
     /** Event suffixes in arrival order: 'connection:status', 'connect', 'disconnect'. */
     events: () => messages.map((m) => m.body.event.slice(`users:${clientId}:$:user:`.length)),
+    /**
+     * Absence, deterministically: a sentinel published (confirmed) to the same routing key after
+     * everything already confirmed to the exchange reaches this queue after all of it. Call it
+     * once the producer is done (its activity returned, the workflow's counters show the edge);
+     * then `events()` is complete up to that point, with no pause.
+     */
+    async drain(timeoutMs = 10_000) {
+      const sentinel = randomUUID();
+      const pub = await connection.createConfirmChannel();
+      pub.publish(ROOMS_EXCHANGE, routingKey, Buffer.from(JSON.stringify({ sentinel })));
+      await pub.waitForConfirms();
+      await pub.close();
+      await waitFor(
+        'the sentinel',
+        () => sentinels.has(sentinel),
+        (v) => v,
+        timeoutMs,
+      );
+    },
     async close() {
       await channel.close().catch(() => undefined);
       await connection.close().catch(() => undefined);
