@@ -3,7 +3,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import { keys } from '../src/activities/redis-keys';
 import { ConnectionOwnershipError, HeartbeatOutcome, InvalidSessionInputError } from '../src/client';
 import type { Session, SessionUser } from '../src/session';
-import { sessionWorkflowId, stateQuery, type SessionState } from '../src/workflows/messages';
+import { sessionWorkflowId, stateQuery, type SessionView } from '../src/workflows/messages';
 import { count, violate, type ChaosContext, type Scenario, type Tracked } from './context';
 import { sessionTrace } from './trace';
 import { errorText, sleep, uniqueId } from './util';
@@ -54,7 +54,7 @@ export async function describeStatus(
   }
 }
 
-export async function queryState(ctx: ChaosContext, connectionId: string, timeoutMs = 5_000): Promise<SessionState> {
+export async function queryState(ctx: ChaosContext, connectionId: string, timeoutMs = 5_000): Promise<SessionView> {
   return ctx.connection.withDeadline(Date.now() + timeoutMs, () =>
     ctx.temporal.workflow.getHandle(sessionWorkflowId(connectionId)).query(stateQuery),
   );

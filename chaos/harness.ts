@@ -121,7 +121,7 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
     const sessions = new SessionClient(temporal, {
       taskQueue,
       idleTimeoutMs: opts.idleMs,
-      heartbeatForwardIntervalMs: Math.floor(opts.idleMs / 2),
+      gatewayId: `chaos-${taskQueue}`,
     });
     // The harness's own clients wait out outages instead of failing (the gateway would retry).
     redis = new Redis({

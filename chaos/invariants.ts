@@ -3,7 +3,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
 import { offlineOwedKey } from '../src/activities/user-effects';
-import type { SessionState } from '../src/workflows/messages';
+import type { SessionView as SessionState } from '../src/workflows/messages';
 import type { UserState } from '../src/workflows/user-messages';
 import type { Broadcast } from './broadcasts';
 import { count, violate, type ChaosContext, type Tracked } from './context';

@@ -46,7 +46,7 @@ async function deadlines(ctx: ChaosContext, c: Conn, closedAt: number): Promise<
   try {
     const st = await queryState(ctx, c.cid, 2_000);
     if (st.status === 'disconnected' && st.softDestroyAt && st.hardDestroyAt) {
-      return { soft: st.softDestroyAt, hard: st.hardDestroyAt };
+      return { soft: Date.parse(st.softDestroyAt), hard: Date.parse(st.hardDestroyAt) };
     }
   } catch {
     // no worker right now: estimate from our own clock (the dev server's clock is ours)

@@ -222,6 +222,8 @@ async function main(): Promise<void> {
   const sessionClient = new SessionClient(client, {
     taskQueue: config.temporal.taskQueue,
     idleTimeoutMs: config.idleTimeoutMs,
+    // RelayBox core's instanceId; a new incarnation is drawn at every start.
+    gatewayId: process.env.GATEWAY_ID ?? `example-${port}`,
   });
   const gateway = await startGateway({ port, sessionClient, idleTimeoutMs: config.idleTimeoutMs, logger });
   logger.info('gateway listening', { port: gateway.port, taskQueue: config.temporal.taskQueue });
@@ -229,6 +231,7 @@ async function main(): Promise<void> {
   const stop = async () => {
     logger.info('gateway stopping');
     await gateway.close();
+    await sessionClient.close(); // releases the lease once the sockets' closes went out
     await connection.close();
     process.exit(0);
   };

@@ -145,9 +145,21 @@ export function checkConnectionId(v: unknown): Check<string> {
   return run(() => connectionIdOf(v));
 }
 
+/** The gateway process holding a socket: its id and the incarnation (one per process start). */
+export interface GatewayHolder {
+  gatewayId: string;
+  incarnation: string;
+}
+
 export interface ActiveMessage {
   session: Session;
   /** Gateway event time, epoch ms. */
+  at: number;
+  /** Required by the session workflow since 0.2; absent in 0.1's messages (kept for their replay). */
+  gateway?: GatewayHolder;
+}
+export interface GatewayLostMessage extends GatewayHolder {
+  /** The lost incarnation's last renewal (workflow time of the gateway workflow), epoch ms. */
   at: number;
 }
 export interface HeartbeatMessage {
@@ -162,15 +174,37 @@ export interface InvalidateMessage {
   reason: string;
 }
 
+// `prefix`: where the pair sits in the message ('gateway.' in `active`, '' where it is the message).
+function gatewayOf(v: unknown, prefix: string): GatewayHolder {
+  if (!isRecord(v)) fail(prefix.slice(0, -1) || 'message', 'must be an object');
+  return {
+    gatewayId: text(v.gatewayId, `${prefix}gatewayId`),
+    incarnation: text(v.incarnation, `${prefix}incarnation`),
+  };
+}
+
+export function checkGateway(v: unknown): Check<GatewayHolder> {
+  return run(() => gatewayOf(v, ''));
+}
+
 export function checkActive(v: unknown): Check<ActiveMessage> {
   return run(() => {
     if (!isRecord(v)) fail('message', 'must be an object');
     const s = checkSession(v.session);
     if (!s.ok) fail(s.field, s.reason);
-    return {
+    const msg: ActiveMessage = {
       session: s.value,
       at: epochMs(v.at, 'at') ?? fail('at', 'is required'),
     };
+    if (v.gateway !== undefined) msg.gateway = gatewayOf(v.gateway, 'gateway.');
+    return msg;
+  });
+}
+
+export function checkGatewayLost(v: unknown): Check<GatewayLostMessage> {
+  return run(() => {
+    if (!isRecord(v)) fail('message', 'must be an object');
+    return { ...gatewayOf(v, ''), at: epochMs(v.at, 'at') ?? fail('at', 'is required') };
   });
 }
 

@@ -4,7 +4,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import WebSocket from 'ws';
 import { startGateway, type Gateway, type WelcomeMessage } from '../examples/gateway';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
-import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionState } from '../src/client';
+import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionView } from '../src/client';
 import { devServerEnv } from './helpers/temporal';
 import { nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';
 import { waitUntil, withTimeout } from './helpers/wait';
@@ -59,7 +59,7 @@ describe('example gateway end to end (dev server, real sockets)', () => {
     return c;
   };
   const describeSession = (cid: string) => stack.client.describe(cid);
-  const waitForState = (cid: string, what: string, ok: (st: SessionState) => boolean) =>
+  const waitForState = (cid: string, what: string, ok: (st: SessionView) => boolean) =>
     waitUntil(`${cid} ${what}`, async () => {
       const st = await describeSession(cid);
       return st && ok(st) ? st : null;
@@ -96,7 +96,7 @@ describe('example gateway end to end (dev server, real sockets)', () => {
     expect(closed.disconnectedAt).not.toBeNull();
     expect([SessionStatus.disconnected, SessionStatus.destroyed]).toContain(closed.status);
 
-    const final: SessionState = await withTimeout(
+    const final: SessionView = await withTimeout(
       'workflow result',
       env.client.workflow.getHandle(sessionWorkflowId(cid)).result(),
     );

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { ConnectionOwnershipError, SessionStatus, sessionWorkflowId, type SessionState } from '../src/client';
+import { ConnectionOwnershipError, SessionStatus, sessionWorkflowId, type SessionView } from '../src/client';
 import { keys } from '../src/activities/redis-keys';
 import type { Session } from '../src/session';
 import { activeSignal } from '../src/workflows/messages';
@@ -24,7 +24,7 @@ describe('connectionId ownership (dev server)', () => {
     await env?.teardown();
   });
 
-  const state = async (s: Session): Promise<SessionState> => (await stack.client.describe(s.connectionId))!;
+  const state = async (s: Session): Promise<SessionView> => (await stack.client.describe(s.connectionId))!;
 
   /** Everything a takeover could touch: workflow state, run, marker, connect row. */
   async function snapshot(s: Session) {

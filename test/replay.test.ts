@@ -6,7 +6,16 @@ import { decodeHistory, recordHistories } from './helpers/histories';
 import { startStack, testConfig } from './helpers/stack';
 import { timeSkippingEnv, workflowBundle } from './helpers/temporal';
 
+// One folder per release: a release's histories are recorded once and kept, so every later
+// release proves it still replays what earlier ones left running (scripts/record-histories.ts).
 const FIXTURES = path.join(__dirname, 'fixtures/histories');
+const release = (dir: string) =>
+  readdirSync(path.join(FIXTURES, dir))
+    .filter((f) => f.endsWith('.pb'))
+    .map((f) => ({
+      workflowId: `${dir}/${f.replace(/\.pb$/, '')}`,
+      history: decodeHistory(readFileSync(path.join(FIXTURES, dir, f))),
+    }));
 
 async function replay(histories: { workflowId: string; history: unknown }[]) {
   const failures: string[] = [];
@@ -21,13 +30,17 @@ async function replay(histories: { workflowId: string; history: unknown }[]) {
  * code (sessions live for hours and cross deployments), and its own.
  */
 describe('workflow replay', () => {
-  it('replays the recorded histories of every session path and a user workflow without non-determinism', async () => {
-    const files = readdirSync(FIXTURES).filter((f) => f.endsWith('.pb'));
-    expect(files.length).toBeGreaterThanOrEqual(6);
-    const histories = files.map((f) => ({
-      workflowId: f.replace(/\.pb$/, ''),
-      history: decodeHistory(readFileSync(path.join(FIXTURES, f))),
-    }));
+  it('replays the 0.1 histories (inputs without a version run the 0.1 session code)', async () => {
+    const histories = release('0.1');
+    expect(histories.length).toBe(6);
+    expect(await replay(histories)).toEqual([]);
+  });
+
+  it('replays the 0.2 histories of every session path, a lost gateway and a user workflow', async () => {
+    const histories = release('0.2');
+    expect(histories.map((h) => h.workflowId)).toEqual(
+      expect.arrayContaining(['0.2/session-gateway-lost', '0.2/gateway-lease-lapsed', '0.2/session-continued-as-new']),
+    );
     expect(await replay(histories)).toEqual([]);
   });
 

@@ -1,57 +1,87 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { SessionStatus, sessionWorkflowId } from '../src/client';
-import { timeSkippingEnv } from './helpers/temporal';
+import { SessionStatus, gatewayWorkflowId, sessionWorkflowId, type SessionView } from '../src/client';
+import { devServerEnv, timeSkippingEnv } from './helpers/temporal';
 import { makeSession, seedApp, startStack, testConfig } from './helpers/stack';
 
-const IDLE = 30_000;
+/** Every run of a workflow chain (continue-as-new), newest first: event counts by type. */
+async function chainEvents(env: TestWorkflowEnvironment, workflowId: string) {
+  let events = 0;
+  const kinds: Record<string, number> = {};
+  for (let runId: string | undefined = undefined; ;) {
+    const history = await env.client.workflow.getHandle(workflowId, runId).fetchHistory();
+    for (const e of history.events ?? []) kinds[String(e.eventType)] = (kinds[String(e.eventType)] ?? 0) + 1;
+    events += history.events?.length ?? 0;
+    runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
+    if (!runId) break;
+  }
+  return { events, kinds };
+}
 
 /**
- * History cost of one connected session-hour at one pong per 30 s. The naive design (a signal, an
- * activity and a timer re-armed per pong) costs about 120 × 12 = 1,440 events. Forwarding every
- * other pong (10 events each: signal, two workflow tasks, the mark-live activity) and one liveness
- * timer that fires and is re-armed about once a minute (5 events) cost about 900 an hour plus the
- * close and destroy. Cheaper designs (a local activity, moving the timer by cancelling it) diverged
- * on replay after worker restarts in the failure suite; correctness first.
+ * The event budget of docs/design.md, counted on the servers: a lifecycle on the dev server (the
+ * state transitions are its own count), a connected hour on the time-skipping server.
  */
 describe('session history cost', () => {
-  let env: TestWorkflowEnvironment;
-  beforeAll(async () => {
-    env = await timeSkippingEnv();
-  });
-  afterAll(async () => {
-    await env?.teardown();
-  });
+  describe('connect → close → destroy (dev server)', () => {
+    let env: TestWorkflowEnvironment;
+    let stack: Awaited<ReturnType<typeof startStack>>;
+    beforeAll(async () => {
+      env = await devServerEnv();
+      stack = await startStack(env, testConfig({ WS_IDLE_TIMEOUT_MS: '1500' }));
+    });
+    afterAll(async () => {
+      await stack?.stop();
+      await env?.teardown();
+    });
 
-  it('a one-hour session at 30 s pongs, then close and destroy, stays under 1,000 history events', async () => {
-    const stack = await startStack(env, testConfig({ WS_IDLE_TIMEOUT_MS: String(IDLE) }));
-    try {
+    it('costs at most 25 history events and 12 state transitions', async () => {
       const { appPid } = await seedApp(stack.resources);
       const s = makeSession(appPid);
-      await stack.client.connected(s, await env.currentTimeMs());
-      for (let t = 0; t < 3600_000; t += IDLE) {
-        await env.sleep(IDLE);
-        await stack.client.heartbeat(s.connectionId, await env.currentTimeMs());
-      }
-      await stack.client.disconnected(s, await env.currentTimeMs());
+      await stack.client.connected(s);
+      await stack.client.disconnected(s);
       const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
-      const final = await handle.result();
+      const final = (await handle.result()) as SessionView;
       expect(final.status).toBe(SessionStatus.destroyed);
-      // Every run of the chain (a session continues as new at about an hour).
-      let events = 0;
-      const kinds: Record<string, number> = {};
-      for (let runId: string | undefined = undefined; ;) {
-        const history = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId), runId).fetchHistory();
-        for (const e of history.events ?? []) kinds[String(e.eventType)] = (kinds[String(e.eventType)] ?? 0) + 1;
-        events += history.events?.length ?? 0;
-        runId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.continuedExecutionRunId || undefined;
-        if (!runId) break;
+      const d = await handle.describe();
+      const transitions = Number(d.raw.workflowExecutionInfo?.stateTransitionCount);
+      console.log(`lifecycle: ${d.historyLength} events, ${transitions} state transitions`);
+      expect(d.historyLength).toBeLessThanOrEqual(25);
+      expect(transitions).toBeLessThanOrEqual(12);
+    });
+  });
+
+  describe('a connected hour (time-skipping)', () => {
+    let env: TestWorkflowEnvironment;
+    let stack: Awaited<ReturnType<typeof startStack>>;
+    const IDLE = 30_000;
+    beforeAll(async () => {
+      env = await timeSkippingEnv();
+      stack = await startStack(env, testConfig({ WS_IDLE_TIMEOUT_MS: String(IDLE) }));
+    });
+    afterAll(async () => {
+      await stack?.stop();
+      await env?.teardown();
+    });
+
+    it('costs the session at most 40 events an hour at 30 s idle; the lease costs its gateway apart', async () => {
+      let clock = await env.currentTimeMs();
+      const client = stack.newClient({ now: () => clock });
+      const { appPid } = await seedApp(stack.resources);
+      const s = makeSession(appPid);
+      await client.connected(s, clock);
+      const opened = (await chainEvents(env, sessionWorkflowId(s.connectionId))).events;
+      for (let t = 0; t < 3_600_000; t += IDLE) {
+        await env.sleep(IDLE);
+        clock = await env.currentTimeMs();
+        await client.tick(); // one lease renewal per idle period, and the heartbeat when due
       }
-      console.log(JSON.stringify(kinds));
-      console.log(`history events for a 1 h session at 30 s pongs, close and destroy: ${events}`);
-      expect(final.counts.continuedAsNew).toBeLessThanOrEqual(1);
-      expect(events).toBeLessThan(1_000);
-    } finally {
-      await stack.stop();
-    }
+      const hour = (await chainEvents(env, sessionWorkflowId(s.connectionId))).events - opened;
+      const lease = await chainEvents(env, gatewayWorkflowId(client.holder.gatewayId));
+      console.log(`connected hour: ${hour} session events; lease: ${lease.events} gateway events`, lease.kinds);
+      expect((await client.describe(s.connectionId))!.status).toBe(SessionStatus.connected);
+      expect(hour).toBeLessThanOrEqual(40);
+      // The lease's own cost is per gateway: about 5 events per renewal, whatever it holds.
+      expect(lease.events).toBeLessThanOrEqual(120 * 8);
+    });
   });
 });

@@ -1,8 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DestroyReason, SessionClient, SessionStatus, sessionWorkflowId, type SessionState } from '../src/client';
+import {
+  DestroyReason,
+  SessionClient,
+  SessionStatus,
+  sessionWorkflowId,
+  type SessionClientOptions,
+  type SessionView,
+} from '../src/client';
 import { keys } from '../src/activities/redis-keys';
-import { disconnectedSignal, heartbeatSignal, activeSignal } from '../src/workflows/messages';
+import { activeSignal, disconnectedSignal, gatewayLostSignal, heartbeatSignal } from '../src/workflows/messages';
 import type { Session } from '../src/session';
 import { createWorker } from '../src/worker';
 import { makeSession, nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';
@@ -10,6 +17,10 @@ import { timeSkippingEnv, workflowBundle } from './helpers/temporal';
 
 const IDLE = 30_000;
 const HARD = 4 * IDLE;
+/** The default heartbeat interval (30 × idle) and the liveness timeout it gives (3 ×). */
+const FORWARD = 30 * IDLE;
+const LIVENESS = 3 * FORWARD;
+const ms = (iso: string | null) => (iso === null ? null : Date.parse(iso));
 
 /**
  * Every path of the session lifecycle on the time-skipping server: workflow time jumps, activities
@@ -30,14 +41,31 @@ describe('session lifecycle (time-skipping)', () => {
     await env?.teardown();
   });
 
+  // A gateway per test: a lease lapsed in one test's skipped time cannot leak into the next.
+  // Its clock is the server's (skipped) time, read after every skip, so heartbeats fall due in it.
+  let client: SessionClient;
+  let serverTime = 0;
+  const gateway = (options: Partial<SessionClientOptions> = {}) =>
+    stack.newClient({ now: () => serverTime, ...options });
+  beforeEach(async () => {
+    serverTime = await now();
+    client = gateway();
+  });
+
   const redis = () => stack.resources.redis;
   const now = () => env.currentTimeMs();
-  const state = async (s: Session): Promise<SessionState> => (await stack.client.describe(s.connectionId))!;
+  const state = async (s: Session): Promise<SessionView> => (await client.describe(s.connectionId))!;
 
-  /** Skips workflow time, then waits (wall clock, bounded) for the worker to act on it. */
-  async function advanceTo(target: number, settle?: (st: SessionState) => boolean, s?: Session) {
-    const delta = target - (await now());
-    if (delta > 0) await env.sleep(delta);
+  /**
+   * Skips workflow time in idle periods, renewing the lease as the gateway's timer would, then waits
+   * (wall clock, bounded) for the worker to act on it.
+   */
+  async function advanceTo(target: number, settle?: (st: SessionView) => boolean, s?: Session, holder = client) {
+    for (let left = target - (await now()); left > 0; left = target - (await now())) {
+      await holder.tick();
+      await env.sleep(Math.min(IDLE, left));
+      serverTime = await now();
+    }
     if (settle && s) {
       // Wall clock for the worker to run what the skipped time made due (slow on a busy machine).
       for (let i = 0; i < 300; i++) {
@@ -64,19 +92,19 @@ describe('session lifecycle (time-skipping)', () => {
     (await redis().hexists(keys.presenceMembers(room), s.connectionId)) === 1;
 
   async function connectAndClose(s = makeSession(appPid)) {
-    await stack.client.connected(s, await now());
+    await client.connected(s, await now());
     const room = await seedPresence(s);
-    await stack.client.disconnected(s, await now());
+    await client.disconnected(s, await now());
     const st = await state(s);
     expect(st.status).toBe(SessionStatus.disconnected);
-    return { s, room, closedAt: st.disconnectedAt! };
+    return { s, room, closedAt: ms(st.disconnectedAt)! };
   }
 
   it('removes presence 5 s after a close and destroys the session at exactly 4 × idle', async () => {
     const { s, room, closedAt } = await connectAndClose();
     const st = await state(s);
-    expect(st.softDestroyAt).toBe(closedAt + 5_000);
-    expect(st.hardDestroyAt).toBe(closedAt + HARD);
+    expect(ms(st.softDestroyAt)).toBe(closedAt + 5_000);
+    expect(ms(st.hardDestroyAt)).toBe(closedAt + HARD);
 
     await advanceTo(closedAt + 4_900);
     expect(await isMember(s, room)).toBe(true);
@@ -100,13 +128,13 @@ describe('session lifecycle (time-skipping)', () => {
     expect(row.rows[0].disconnectedAt).not.toBeNull();
   });
 
-  it('a reconnect at 4.9 s cancels both destroys: presence kept, session live', async () => {
+  // 0.5 s of wall clock for the reconnect's three calls: the server's clock runs on meanwhile.
+  it('a reconnect at 4.5 s cancels both destroys: presence kept, session live', async () => {
     const { s, room, closedAt } = await connectAndClose();
-    await advanceTo(closedAt + 4_900);
+    await advanceTo(closedAt + 4_500);
     const again = { ...s, socketId: randomUUID() };
-    await stack.client.connected(again, await now());
+    await client.connected(again, await now());
     await advanceTo(closedAt + HARD + 1_000);
-    // No heartbeats yet: still inside the liveness window of the reconnect (4 × idle).
     const st = await state(s);
     expect(st.status).toBe(SessionStatus.connected);
     expect(st.presenceRemoved).toBe(false);
@@ -121,7 +149,7 @@ describe('session lifecycle (time-skipping)', () => {
     const { s, room, closedAt } = await connectAndClose();
     await advanceTo(closedAt + 5_100, (x) => x.presenceRemoved, s);
     expect(await isMember(s, room)).toBe(false);
-    await stack.client.connected({ ...s, socketId: randomUUID() }, await now());
+    await client.connected({ ...s, socketId: randomUUID() }, await now());
     await advanceTo(closedAt + HARD + 1_000);
     const st = await state(s);
     expect(st.status).toBe(SessionStatus.connected);
@@ -132,7 +160,7 @@ describe('session lifecycle (time-skipping)', () => {
   it('a reconnect 1 s before the hard destroy cancels it', async () => {
     const { s, closedAt } = await connectAndClose();
     await advanceTo(closedAt + HARD - 1_000);
-    await stack.client.connected({ ...s, socketId: randomUUID() }, await now());
+    await client.connected({ ...s, socketId: randomUUID() }, await now());
     await advanceTo(closedAt + HARD + 5_000);
     expect((await state(s)).status).toBe(SessionStatus.connected);
     expect(await redis().exists(keys.rooms(s.connectionId))).toBe(1);
@@ -143,7 +171,7 @@ describe('session lifecycle (time-skipping)', () => {
     await advanceTo(closedAt + HARD + 1_000, (x) => x.status === SessionStatus.destroyed, s);
     const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
     const firstRun = (await handle.describe()).runId;
-    await stack.client.connected({ ...s, socketId: randomUUID() }, await now());
+    await client.connected({ ...s, socketId: randomUUID() }, await now());
     const st = await state(s);
     expect(st.status).toBe(SessionStatus.connected);
     expect(st.counts.reconnects).toBe(0);
@@ -154,18 +182,18 @@ describe('session lifecycle (time-skipping)', () => {
   it('a second close of the same socket changes nothing', async () => {
     const { s, closedAt } = await connectAndClose();
     await advanceTo(closedAt + 2_000);
-    await stack.client.disconnected(s, await now());
+    await client.disconnected(s, await now());
     const st = await state(s);
-    expect(st.disconnectedAt).toBe(closedAt);
-    expect(st.hardDestroyAt).toBe(closedAt + HARD);
+    expect(ms(st.disconnectedAt)).toBe(closedAt);
+    expect(ms(st.hardDestroyAt)).toBe(closedAt + HARD);
   });
 
   it('a close of an older socket after a reconnect is stale and ignored', async () => {
     const s = makeSession(appPid);
-    await stack.client.connected(s, await now());
+    await client.connected(s, await now());
     const again = { ...s, socketId: randomUUID() };
-    await stack.client.connected(again, await now());
-    await stack.client.disconnected(s, await now());
+    await client.connected(again, await now());
+    await client.disconnected(s, await now());
     const st = await state(s);
     expect(st.status).toBe(SessionStatus.connected);
     expect(st.socketId).toBe(again.socketId);
@@ -174,67 +202,98 @@ describe('session lifecycle (time-skipping)', () => {
 
   it('invalidate destroys a connected session at once', async () => {
     const s = makeSession(appPid);
-    await stack.client.connected(s, await now());
+    await client.connected(s, await now());
     await seedPresence(s);
-    expect(await stack.client.invalidate(s.connectionId, 'operator: abuse')).toBe(true);
-    const final: SessionState = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).result();
+    expect(await client.invalidate(s.connectionId, 'operator: abuse')).toBe(true);
+    const final: SessionView = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).result();
     expect(final.status).toBe(SessionStatus.destroyed);
     expect(final.destroyReason).toBe(DestroyReason.invalidated);
     expect(await redis().exists(keys.rooms(s.connectionId), keys.active(s.connectionId))).toBe(0);
   });
 
-  it('a connected session with no sign of life for 4 × idle is closed at its last sign of life and destroyed', async () => {
+  const holdFor = async (duration: number, holder = client) =>
+    advanceTo((await now()) + duration, undefined, undefined, holder);
+
+  it('a session whose heartbeats stop (its gateway forgot it) is closed at its last heartbeat, 3 × the forward interval later', async () => {
     const s = makeSession(appPid);
-    await stack.client.connected(s, await now());
-    const { lastSeenAt } = await state(s);
-    await advanceTo(lastSeenAt + HARD - 1_000);
+    await client.connected(s, await now());
+    // The gateway forgets the socket (a close that never reached tether): the client stops its heartbeats.
+    const forgetful = gateway({ ...client.holder });
+    const st0 = await state(s);
+    expect(ms(st0.livenessExpiresAt)).toBe(ms(st0.lastSeenAt)! + LIVENESS);
+    await holdFor(LIVENESS - IDLE, forgetful);
     expect((await state(s)).status).toBe(SessionStatus.connected);
-    await advanceTo(lastSeenAt + HARD + 1_000, (x) => x.status === SessionStatus.destroyed, s);
+    await holdFor(2 * IDLE, forgetful);
+    await advanceTo(await now(), (x) => x.status !== SessionStatus.connected, s);
     const st = await state(s);
-    expect(st.destroyReason).toBe(DestroyReason.liveness);
-    expect(st.disconnectedAt).toBe(lastSeenAt);
+    expect(st.destroyReason ?? 'pending').not.toBe(DestroyReason.gatewayLost);
+    expect(ms(st.disconnectedAt)).toBe(ms(st0.lastSeenAt));
+    await advanceTo(ms(st.disconnectedAt)! + HARD + 1_000, (x) => x.status === SessionStatus.destroyed, s);
+    expect((await state(s)).destroyReason).toBe(DestroyReason.liveness);
   });
 
-  it('pongs keep a session live indefinitely (a chatty client is never purged while connected)', async () => {
+  it('a socket that never pongs stays live for an hour while its gateway holds it (contract §7.8)', async () => {
     const s = makeSession(appPid);
-    await stack.client.connected(s, await now());
-    for (let i = 0; i < 20; i++) {
-      await env.sleep(IDLE);
-      await stack.client.heartbeat(s.connectionId, await now());
-    }
+    await client.connected(s, await now());
+    await holdFor(3_600_000);
     const st = await state(s);
     expect(st.status).toBe(SessionStatus.connected);
-    expect(st.counts.heartbeats).toBe(10); // every other pong is forwarded
+    // One heartbeat per forward interval, from the client's own tick: none came from a pong.
+    expect(st.counts.heartbeats).toBeGreaterThanOrEqual(3);
+    expect(st.counts.heartbeats).toBeLessThanOrEqual(4);
     expect(await redis().ttl(keys.active(s.connectionId))).toBeGreaterThan(0);
   });
 
+  it('pongs between due heartbeats cost nothing: they are coalesced by the client', async () => {
+    const s = makeSession(appPid);
+    await client.connected(s, await now());
+    const outcomes = [];
+    for (let i = 0; i < 5; i++) {
+      await env.sleep(IDLE);
+      serverTime = await now();
+      outcomes.push(await client.heartbeat(s.connectionId, await now()));
+    }
+    expect(outcomes).toEqual(['coalesced', 'coalesced', 'coalesced', 'coalesced', 'coalesced']);
+    expect((await state(s)).counts.heartbeats).toBe(0);
+  });
+
   it('continues as new under a stream of heartbeats without losing state or signals', async () => {
-    const config = testConfig({ WS_IDLE_TIMEOUT_MS: String(IDLE) });
-    const { SessionClient } = await import('../src/client');
-    const client = new SessionClient(env.client, {
-      taskQueue: stack.taskQueue,
-      idleTimeoutMs: config.idleTimeoutMs,
-      maxHistoryEvents: 40,
-      heartbeatForwardIntervalMs: 0,
-    });
+    client = gateway({ maxHistoryEvents: 40, heartbeatForwardIntervalMs: IDLE });
     const s = makeSession(appPid);
     await client.connected(s, await now());
     for (let i = 0; i < 30; i++) {
       await env.sleep(IDLE);
+      serverTime = await now();
       await client.heartbeat(s.connectionId, await now());
+      await client.tick();
     }
     const st = await state(s);
     expect(st.counts.continuedAsNew).toBeGreaterThanOrEqual(1);
     expect(st.counts.heartbeats).toBe(30);
     expect(st.status).toBe(SessionStatus.connected);
     await client.disconnected(s, await now());
-    await advanceTo((await state(s)).disconnectedAt! + HARD + 1_000, (x) => x.status === SessionStatus.destroyed, s);
+    await advanceTo(
+      ms((await state(s)).disconnectedAt)! + HARD + 1_000,
+      (x) => x.status === SessionStatus.destroyed,
+      s,
+    );
+  });
+
+  it('the state query shows times as ISO-8601 UTC strings and the deadlines next to the status', async () => {
+    const { s, closedAt } = await connectAndClose();
+    const st = await state(s);
+    const isoUtc = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+    for (const t of [st.connectedAt, st.lastSeenAt, st.disconnectedAt, st.softDestroyAt, st.hardDestroyAt])
+      expect(t).toMatch(isoUtc);
+    expect(st.disconnectedAt).toBe(new Date(closedAt).toISOString());
+    expect(st.livenessExpiresAt).toBeNull();
+    expect(st.holder).toEqual(client.holder);
   });
 
   it('a session of an unknown appPid is rejected cleanly: nothing written, the run ends without failing', async () => {
     const s = makeSession('Unknown00App');
-    await stack.client.connected(s, await now());
-    const final: SessionState = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).result();
+    await client.connected(s, await now());
+    const final: SessionView = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).result();
     expect(final.status).toBe(SessionStatus.destroyed);
     expect(final.invalidateReason).toMatch(/unknown appPid/);
     const rows = await stack.resources.pg.query('SELECT 1 FROM sessions WHERE "connectionId" = $1', [s.connectionId]);
@@ -246,7 +305,12 @@ describe('session lifecycle (time-skipping)', () => {
   it('handles a close that arrives with the start, before any worker ran the workflow', async () => {
     // No worker polls this queue yet: the start and both signals land in the first workflow task.
     const taskQueue = `late-${nanoid(8)}`;
-    const client = new SessionClient(env.client, { taskQueue, idleTimeoutMs: IDLE });
+    const client = new SessionClient(env.client, {
+      taskQueue,
+      idleTimeoutMs: IDLE,
+      gatewayId: 'late',
+      autoTick: false,
+    });
     const s = makeSession(appPid);
     await client.connected(s, await now());
     expect(await client.disconnected(s, await now())).toBe(true);
@@ -261,8 +325,7 @@ describe('session lifecycle (time-skipping)', () => {
     });
     const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
     const final = await worker.runUntil(async () => {
-      await env.sleep(HARD + 1_000);
-      return (await handle.result()) as SessionState;
+      return (await handle.result()) as SessionView;
     });
     expect(final.status).toBe(SessionStatus.destroyed);
     expect(final.destroyReason).toBe(DestroyReason.closed);
@@ -272,16 +335,22 @@ describe('session lifecycle (time-skipping)', () => {
 
   it('drops malformed signals sent around the client without failing a workflow task', async () => {
     const s = makeSession(appPid);
-    await stack.client.connected(s, await now());
+    await client.connected(s, await now());
     const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
     const raw = handle as unknown as { signal(def: unknown, arg: unknown): Promise<void> };
     await raw.signal(heartbeatSignal, { at: 'yesterday' });
     await raw.signal(disconnectedSignal, null);
     await raw.signal(disconnectedSignal, { connectionId: s.connectionId, socketId: 'x'.repeat(100_000), at: 1 });
     await raw.signal(activeSignal, { session: { ...s, user: { id: 'not-a-uuid' } }, at: 1 });
-    await raw.signal(activeSignal, { session: { ...s, uid: 'someone-else', socketId: randomUUID() }, at: 1 });
+    await raw.signal(activeSignal, {
+      session: { ...s, uid: 'someone-else', socketId: randomUUID() },
+      at: 1,
+      gateway: client.holder,
+    });
+    await raw.signal(activeSignal, { session: { ...s, socketId: randomUUID() }, at: 1 }); // no gateway
+    await raw.signal(gatewayLostSignal, { gatewayId: '', incarnation: 'x', at: 1 });
     const st = await state(s);
-    expect(st.counts.droppedSignals).toBe(5);
+    expect(st.counts.droppedSignals).toBe(7);
     expect(st.status).toBe(SessionStatus.connected);
     expect(st.socketId).toBe(s.socketId);
     const history = await handle.fetchHistory();

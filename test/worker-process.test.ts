@@ -5,7 +5,7 @@ import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { PoolClient } from 'pg';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
-import { DestroyReason, SessionClient, SessionStatus, sessionWorkflowId, type SessionState } from '../src/client';
+import { DestroyReason, SessionClient, SessionStatus, sessionWorkflowId, type SessionView } from '../src/client';
 import { openResources, type Resources } from '../src/resources';
 import type { Session } from '../src/session';
 import { SessionStatusKey } from '../src/workflows/search-attributes';
@@ -195,8 +195,8 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
   }
 
   const url = (route: string) => `http://127.0.0.1:${metricsPort}${route}`;
-  const state = async (s: Session): Promise<SessionState | null> => sessions.describe(s.connectionId);
-  const waitForState = (s: Session, what: string, ok: (st: SessionState) => boolean, timeoutMs?: number) =>
+  const state = async (s: Session): Promise<SessionView | null> => sessions.describe(s.connectionId);
+  const waitForState = (s: Session, what: string, ok: (st: SessionView) => boolean, timeoutMs?: number) =>
     waitUntil(
       `${s.connectionId} ${what}`,
       async () => {

@@ -103,7 +103,11 @@ export class SessionRun {
     });
     if (worker.pid) ctx.workerPids.add(worker.pid);
     const gen = new TraceGenerator(appPid, opts.idleTimeoutMs, users, opts.shape ?? DEFAULT_SHAPE, ctx.seed);
-    const target = new TetherTarget(ctx.env.client, { taskQueue, idleTimeoutMs: opts.idleTimeoutMs });
+    const target = new TetherTarget(ctx.env.client, {
+      taskQueue,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      gatewayId: `bench-${taskQueue}`,
+    });
     const observer = new Observer(ctx.redis, ctx.pg);
     // The driver calls whatever hooks the scenario sets on the run later.
     const hooks: DriverHooks = {};

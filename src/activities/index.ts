@@ -4,11 +4,12 @@ import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import type { Session } from '../session';
+import type { GatewayHolder, Session } from '../session';
 import type { AmqpPublisher } from './amqp-publisher';
 import { presenceLeave } from './broadcasts';
 import { ConnectionEventType, PgEffects, UnknownApplicationError } from './pg-effects';
 import { RedisEffects } from './redis-effects';
+import { createGatewayActivities } from './gateway-effects';
 import { createSweepActivities } from './sweep-effects';
 import { createUserActivities } from './user-effects';
 
@@ -63,7 +64,8 @@ export function createActivities(deps: ActivityDeps) {
     return { skipped: false, rooms };
   }
 
-  return {
+  const users = createUserActivities(deps);
+  const v1 = {
     /** Mark live: active marker (3 × idle) and heartbeat score. */
     async markSessionLive({ session, at }: { session: Session; at: number }): Promise<void> {
       await redisFx.markLive(session, at);
@@ -136,8 +138,52 @@ export function createActivities(deps: ActivityDeps) {
       });
       return { skipped: false, rooms: presence.rooms, keysDeleted };
     },
+  };
 
-    ...createUserActivities(deps),
+  // The session workflow's four effects (docs/design.md), each one local activity.
+  const session = {
+    /** Connect: marker, heartbeat score and the holder's index; the connect row; the user up. */
+    async connectSession(input: {
+      session: Session;
+      at: number;
+      holder: GatewayHolder;
+      previousHolder: GatewayHolder | null;
+    }): Promise<void> {
+      await redisFx.markLiveHeld(input.session, input.at, input.holder, input.previousHolder);
+      await v1.recordConnectionEvent({ session: input.session, type: 'connect', at: input.at });
+      await users.signalUserConnectionUp({ session: input.session });
+    },
+
+    /** Close: out of the holder's index first (no refresh marks it live again), then the disconnect row. */
+    async closeSession(input: { session: Session; at: number; holder: GatewayHolder | null }): Promise<void> {
+      if (input.holder) await redisFx.leaveIndex(input.session.connectionId, input.holder);
+      await v1.recordConnectionEvent({ session: input.session, type: 'disconnect', at: input.at });
+    },
+
+    /** Soft destroy: presence removed and leave broadcasts (unless a newer socket is live), the user down. */
+    async softDestroySession(input: { session: Session; closingSocketId: string }): Promise<PresenceResult> {
+      const result = await v1.removeSessionPresence(input);
+      await users.signalUserConnectionDown({ session: input.session });
+      return result;
+    },
+
+    /** Hard destroy: out of the index, then presence left, subscriptions, score, marker, `disconnectedAt`. */
+    async hardDestroySession(input: {
+      session: Session;
+      closingSocketId: string;
+      holder: GatewayHolder | null;
+    }): Promise<{ skipped: boolean; rooms: string[]; keysDeleted: number }> {
+      if (input.holder) await redisFx.leaveIndex(input.session.connectionId, input.holder);
+      return v1.destroySession(input);
+    },
+  };
+
+  return {
+    ...session,
+    ...createGatewayActivities({ ...deps, redisFx }),
+    // 0.1's session activities: runs of the 0.1 workflow still call them until they drain.
+    ...v1,
+    ...users,
     ...createSweepActivities(deps),
   };
 }

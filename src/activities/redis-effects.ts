@@ -1,5 +1,5 @@
 import type Redis from 'ioredis';
-import type { Session } from '../session';
+import type { GatewayHolder, Session } from '../session';
 import { HEARTBEAT_KEY, SUBSCRIPTION_NAMESPACES, keys } from './redis-keys';
 
 /**
@@ -47,7 +47,45 @@ redis.call('ZREM', KEYS[4], cid)
 return n
 `;
 
+// KEYS: gateway index, heartbeat zset. ARGV: timestamp ISO, score ms, ttl s, connectionIds...
+// Rewrites the marker of each connection still in the index (a template `{offset}|{json}`: the
+// timestamp goes in at byte `offset`); one removed by its close meanwhile is skipped, so a refresh
+// never resurrects the marker of a closed session. Returns how many were refreshed.
+const REFRESH = `
+local n = 0
+for i = 4, #ARGV do
+  local cid = ARGV[i]
+  local v = redis.call('HGET', KEYS[1], cid)
+  if v then
+    local bar = string.find(v, '|', 1, true)
+    local off = tonumber(string.sub(v, 1, bar - 1))
+    local json = string.sub(v, bar + 1)
+    local marker = string.sub(json, 1, off) .. ARGV[1] .. string.sub(json, off + 1)
+    redis.call('SET', 'session:' .. cid .. ':active', marker, 'EX', ARGV[3])
+    redis.call('ZADD', KEYS[2], ARGV[2], cid)
+    n = n + 1
+  end
+end
+return n
+`;
+
 export const NEWER_SOCKET_LIVE = -1;
+const REFRESH_BATCH = 500;
+
+/** The active marker's JSON: the session (minus permissions, by construction) + timestamp + socketId. */
+export function markerJson(session: Session, timestamp: string): string {
+  return JSON.stringify({ ...session, timestamp, socketId: session.socketId });
+}
+
+/** The marker with its timestamp cut out, and the byte offset where a refresh puts it back. */
+export function markerTemplate(session: Session): string {
+  const a = markerJson(session, 'a');
+  const b = markerJson(session, 'b');
+  let i = 0;
+  while (a[i] === b[i]) i++;
+  const json = a.slice(0, i) + a.slice(i + 1);
+  return `${Buffer.byteLength(a.slice(0, i))}|${json}`;
+}
 
 export class RedisEffects {
   constructor(
@@ -55,20 +93,87 @@ export class RedisEffects {
     private readonly idleTimeoutMs: number,
   ) {}
 
+  private get markerTtlSeconds(): number {
+    return Math.max(1, Math.ceil((this.idleTimeoutMs / 1000) * 3));
+  }
+
   /** Mark live (open, pong): the marker with a 3 × idle lifetime and the heartbeat score. */
   async markLive(session: Session, at: number): Promise<void> {
-    const marker = JSON.stringify({
-      ...session,
-      timestamp: new Date(at).toISOString(),
-      socketId: session.socketId,
-    });
-    const ttlSeconds = Math.max(1, Math.ceil((this.idleTimeoutMs / 1000) * 3));
     await this.redis
       .multi()
-      .set(keys.active(session.connectionId), marker, 'EX', ttlSeconds)
+      .set(
+        keys.active(session.connectionId),
+        markerJson(session, new Date(at).toISOString()),
+        'EX',
+        this.markerTtlSeconds,
+      )
       .zadd(HEARTBEAT_KEY, at, session.connectionId)
       .exec()
       .then(throwOnFailure);
+  }
+
+  /**
+   * Connect: mark live and enter the holder's index in one transaction (so the marker is refreshed
+   * from then on), leaving the index of the gateway the session moved away from.
+   */
+  async markLiveHeld(
+    session: Session,
+    at: number,
+    holder: GatewayHolder,
+    previous: GatewayHolder | null,
+  ): Promise<void> {
+    const cid = session.connectionId;
+    const tx = this.redis
+      .multi()
+      .set(keys.active(cid), markerJson(session, new Date(at).toISOString()), 'EX', this.markerTtlSeconds)
+      .zadd(HEARTBEAT_KEY, at, cid)
+      .hset(keys.gatewayIndex(holder.gatewayId, holder.incarnation), cid, markerTemplate(session));
+    if (previous) tx.hdel(keys.gatewayIndex(previous.gatewayId, previous.incarnation), cid);
+    await tx.exec().then(throwOnFailure);
+  }
+
+  /** Close and hard destroy: the session leaves its gateway's index, so no refresh marks it live again. */
+  async leaveIndex(connectionId: string, holder: GatewayHolder): Promise<void> {
+    await this.redis.hdel(keys.gatewayIndex(holder.gatewayId, holder.incarnation), connectionId);
+  }
+
+  /** Renewal: refresh the marker and heartbeat score of every session the incarnation holds. */
+  async refreshHeld(holder: GatewayHolder, at: number): Promise<number> {
+    const index = keys.gatewayIndex(holder.gatewayId, holder.incarnation);
+    const timestamp = new Date(at).toISOString();
+    let refreshed = 0;
+    for await (const page of this.scanIndex(holder)) {
+      for (let i = 0; i < page.length; i += REFRESH_BATCH) {
+        const batch = page.slice(i, i + REFRESH_BATCH);
+        refreshed += (await this.redis.eval(
+          REFRESH,
+          2,
+          index,
+          HEARTBEAT_KEY,
+          timestamp,
+          at,
+          this.markerTtlSeconds,
+          ...batch,
+        )) as number;
+      }
+    }
+    return refreshed;
+  }
+
+  /** The connectionIds in an incarnation's index, page by page from `cursor` (each page ends at `next`). */
+  async *scanIndex(holder: GatewayHolder, cursor = '0'): AsyncGenerator<string[] & { next?: string }> {
+    const index = keys.gatewayIndex(holder.gatewayId, holder.incarnation);
+    do {
+      const [next, flat] = await this.redis.hscan(index, cursor, 'COUNT', 1000);
+      const page: string[] & { next?: string } = flat.filter((_, i) => i % 2 === 0);
+      page.next = next;
+      cursor = next;
+      yield page;
+    } while (cursor !== '0');
+  }
+
+  async deleteIndex(holder: GatewayHolder): Promise<void> {
+    await this.redis.del(keys.gatewayIndex(holder.gatewayId, holder.incarnation));
   }
 
   async heartbeat(connectionId: string, at: number): Promise<void> {

@@ -15,4 +15,6 @@ export const keys = {
   presenceIndex: (nspRoomId: string) => `presence:${nspRoomId}:index`,
   usersOnline: (appPid: string) => `auth:${appPid}:online`,
   clientConnections: (appPid: string, clientId: string) => `client:${appPid}:${clientId}:connections`,
+  /** Ours: the sessions a gateway incarnation holds, connectionId → marker template (docs/design.md). */
+  gatewayIndex: (gatewayId: string, incarnation: string) => `tether:gateway:${gatewayId}:${incarnation}`,
 } as const;

@@ -12,7 +12,7 @@ export class InvalidSessionInputError extends Error {
 export class ConnectionOwnershipError extends Error {
   constructor(
     readonly connectionId: string,
-    readonly field: 'uid' | 'appPid',
+    readonly field: 'uid',
   ) {
     super(`connection ${connectionId} is a live session of another ${field}`);
     this.name = 'ConnectionOwnershipError';

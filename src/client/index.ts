@@ -1,4 +1,5 @@
 export { SessionClient, HeartbeatOutcome, type SessionClientOptions } from './session-client';
 export { InvalidSessionInputError, ConnectionOwnershipError } from './errors';
-export type { Session, SessionUser } from '../session';
-export { SessionStatus, DestroyReason, sessionWorkflowId, type SessionState } from '../workflows/messages';
+export type { GatewayHolder, Session, SessionUser } from '../session';
+export { SessionStatus, DestroyReason, sessionWorkflowId, type SessionView } from '../workflows/messages';
+export { gatewayWorkflowId, type GatewayState } from '../workflows/gateway-messages';

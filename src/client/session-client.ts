@@ -1,14 +1,26 @@
-import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import { randomUUID } from 'node:crypto';
+import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import {
   checkActive,
   checkConnectionId,
   checkDisconnected,
+  checkGateway,
   checkHeartbeat,
   checkInvalidate,
+  type ActiveMessage,
   type Check,
+  type GatewayHolder,
   type Session,
 } from '../session';
+import {
+  acquireLeaseSignal,
+  gatewayStateQuery,
+  gatewayWorkflowId,
+  releaseLeaseSignal,
+  renewLeaseSignal,
+} from '../workflows/gateway-messages';
+import type { gatewayWorkflow } from '../workflows/gateway-workflow';
 import {
   activeSignal,
   disconnectedSignal,
@@ -17,7 +29,8 @@ import {
   sessionWorkflowId,
   stateQuery,
   SessionStatus,
-  type SessionState,
+  type SessionView,
+  type SessionWorkflowInput,
 } from '../workflows/messages';
 import { sessionMemo, sessionSearchAttributes } from '../workflows/search-attributes';
 import type { sessionWorkflow } from '../workflows/session-workflow';
@@ -25,16 +38,22 @@ import { ConnectionOwnershipError, InvalidSessionInputError } from './errors';
 
 export interface SessionClientOptions {
   taskQueue: string;
-  /** WS_IDLE_TIMEOUT_MS; must be the gateway's. */
+  /** WS_IDLE_TIMEOUT_MS; must be the gateway's. The lease is renewed once per idle period. */
   idleTimeoutMs: number;
+  /** This gateway process's id (RelayBox core's `instanceId`). */
+  gatewayId: string;
+  /** New at every process start; default a random uuid. */
+  incarnation?: string;
   /**
-   * A pong is forwarded to the workflow only when this long has passed since the last one forwarded
-   * for the connection (default 1.5 × idle: every other pong). Must stay well below 3 × idle, the
-   * active marker's lifetime.
+   * Every socket this client holds sends its session one heartbeat per this interval, whether or
+   * not it ponged (default 30 × idle: 15 min at 30 s). Its session closes itself after 3 × this
+   * without one: the safety net for a close that never reached it. Markers do not depend on it.
    */
   heartbeatForwardIntervalMs?: number;
   /** Continue-as-new threshold passed to new session workflows. */
   maxHistoryEvents?: number;
+  /** Renew the lease and send due heartbeats on a timer (default true). Tests call `tick()` instead. */
+  autoTick?: boolean;
   now?: () => number;
 }
 
@@ -51,64 +70,57 @@ function valid<T>(check: Check<T>): T {
   return check.value;
 }
 
-/** What the gateway calls on socket open, pong and close. Validates everything before Temporal. */
+interface Held {
+  session: Session;
+  lastForwarded: number;
+}
+
+const TICK_CONCURRENCY = 20;
+
+/**
+ * What a gateway process calls on socket open, pong and close. Validates everything before
+ * Temporal. Holds the process's gateway lease: one renewal per idle period keeps the markers of
+ * all its sessions fresh (docs/design.md).
+ */
 export class SessionClient {
-  private readonly lastForwarded = new Map<string, number>();
+  private lessee: GatewayHolder;
+  private readonly held = new Map<string, Held>();
   private readonly forwardInterval: number;
   private readonly now: () => number;
+  private acquired: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  /** Wall-clock time of the last renewal that reached the server. */
+  private lastRenewal = Date.now();
 
   constructor(
     private readonly client: Client,
     private readonly options: SessionClientOptions,
   ) {
-    this.forwardInterval = options.heartbeatForwardIntervalMs ?? Math.round(options.idleTimeoutMs * 1.5);
-    if (!(this.forwardInterval >= 0 && this.forwardInterval < options.idleTimeoutMs * 3)) {
-      throw new InvalidSessionInputError('heartbeatForwardIntervalMs', 'must be below 3 × idleTimeoutMs');
-    }
+    this.lessee = valid(
+      checkGateway({ gatewayId: options.gatewayId, incarnation: options.incarnation ?? randomUUID() }),
+    );
+    this.forwardInterval = options.heartbeatForwardIntervalMs ?? 30 * options.idleTimeoutMs;
+    if (!(Number.isFinite(this.forwardInterval) && this.forwardInterval > 0))
+      throw new InvalidSessionInputError('heartbeatForwardIntervalMs', 'must be a positive number of milliseconds');
     this.now = options.now ?? Date.now;
   }
 
-  /** Socket opened or reconnected: starts the session workflow if needed and marks it live. */
+  /** Socket opened or reconnected: starts the session workflow, or signals the running one. */
   async connected(session: Session, at: number = this.now()): Promise<void> {
-    const msg = valid(checkActive({ session, at }));
-    const s = msg.session;
-    const workflowId = sessionWorkflowId(s.connectionId);
-    await this.assertOwnership(s);
-    await this.client.workflow.signalWithStart<typeof sessionWorkflow, [typeof msg]>('sessionWorkflow', {
-      workflowId,
-      taskQueue: this.options.taskQueue,
-      args: [
-        { active: msg, idleTimeoutMs: this.options.idleTimeoutMs, maxHistoryEvents: this.options.maxHistoryEvents },
-      ],
-      signal: activeSignal,
-      signalArgs: [msg],
-      // A closed (destroyed) session may start again; a running one is signalled.
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-      typedSearchAttributes: sessionSearchAttributes(s, SessionStatus.connected),
-      memo: sessionMemo(s),
-      staticSummary: `session ${s.connectionId}`,
-      staticDetails: `appPid: ${s.appPid}\nconnectionId: ${s.connectionId}\nuid: ${s.uid}`,
-    });
-    this.lastForwarded.set(s.connectionId, this.now());
+    const msg = valid(checkActive({ session, at, gateway: this.holder }));
+    await this.lease();
+    await this.start(msg);
+    this.held.set(msg.session.connectionId, { session: msg.session, lastForwarded: at });
   }
 
-  /** Pong. Coalesced: at most one signal per forward interval per connection. */
+  /** Pong. Costs nothing unless the connection's heartbeat is due (see heartbeatForwardIntervalMs). */
   async heartbeat(connectionId: string, at: number = this.now()): Promise<HeartbeatOutcome> {
     const id = valid(checkConnectionId(connectionId));
-    const msg = valid(checkHeartbeat({ at }));
-    const last = this.lastForwarded.get(id);
-    if (last !== undefined && at - last < this.forwardInterval) return HeartbeatOutcome.coalesced;
-    try {
-      await this.client.workflow.getHandle(sessionWorkflowId(id)).signal(heartbeatSignal, msg);
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) {
-        this.lastForwarded.delete(id);
-        return HeartbeatOutcome.unknownSession;
-      }
-      throw err;
-    }
-    this.lastForwarded.set(id, at);
-    return HeartbeatOutcome.forwarded;
+    valid(checkHeartbeat({ at }));
+    const held = this.held.get(id);
+    if (held && at - held.lastForwarded < this.forwardInterval) return HeartbeatOutcome.coalesced;
+    return this.forward(id, at);
   }
 
   /** Socket closed. Returns false when no session was running for it. */
@@ -116,7 +128,7 @@ export class SessionClient {
     if (typeof session !== 'object' || session === null)
       throw new InvalidSessionInputError('session', 'must be an object');
     const msg = valid(checkDisconnected({ connectionId: session.connectionId, socketId: session.socketId, at }));
-    this.lastForwarded.delete(msg.connectionId);
+    if (this.held.get(msg.connectionId)?.session.socketId === msg.socketId) this.held.delete(msg.connectionId);
     return this.signalIfRunning(msg.connectionId, () =>
       this.client.workflow.getHandle(sessionWorkflowId(msg.connectionId)).signal(disconnectedSignal, msg),
     );
@@ -132,7 +144,7 @@ export class SessionClient {
   }
 
   /** The session's state (also of a finished run), or null when there never was one. */
-  async describe(connectionId: string): Promise<SessionState | null> {
+  async describe(connectionId: string): Promise<SessionView | null> {
     const id = valid(checkConnectionId(connectionId));
     try {
       return await this.client.workflow.getHandle(sessionWorkflowId(id)).query(stateQuery);
@@ -142,9 +154,150 @@ export class SessionClient {
     }
   }
 
-  /** A connectionId live for another uid/appPid is refused (upstream let any client claim it). */
+  /** This process's gateway and incarnation, as sessions record their holder. */
+  get holder(): GatewayHolder {
+    return this.lessee;
+  }
+
+  /** The sockets this client holds (connected, not disconnected). */
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  /**
+   * One idle period's work: renew the lease, check it is still ours, and send the heartbeats due.
+   * A lease lost while this process lived (paused past 4 × idle) is taken again under a new
+   * incarnation, and every held socket is connected again.
+   */
+  async tick(): Promise<void> {
+    this.ticking ??= this.tickOnce().finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  /** Clean shutdown, after the gateway's closes went out: stops the timer and releases the lease. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    if (!this.acquired) return;
+    await this.acquired;
+    await this.gateway().signal(releaseLeaseSignal, { incarnation: this.holder.incarnation });
+    this.acquired = undefined;
+  }
+
+  private async tickOnce(): Promise<void> {
+    await this.lease();
+    const gateway = this.gateway();
+    await gateway.signal(renewLeaseSignal, { incarnation: this.holder.incarnation });
+    // Only a gap in renewals can have let the lease lapse: then ask (a query costs the server a task).
+    const gap = Date.now() - this.lastRenewal;
+    this.lastRenewal = Date.now();
+    if (gap >= 2 * this.options.idleTimeoutMs) {
+      const state = await gateway.query(gatewayStateQuery).catch(() => null);
+      if (
+        state?.current?.incarnation !== this.holder.incarnation &&
+        state?.superseded.includes(this.holder.incarnation)
+      )
+        await this.reacquire();
+    }
+    const now = this.now();
+    const due = [...this.held].filter(([, h]) => now - h.lastForwarded >= this.forwardInterval).map(([id]) => id);
+    await pool(due, TICK_CONCURRENCY, (id) => this.forward(id, now));
+  }
+
+  private async reacquire(): Promise<void> {
+    this.lessee = { gatewayId: this.lessee.gatewayId, incarnation: randomUUID() };
+    this.acquired = undefined;
+    await this.lease();
+    await pool([...this.held.values()], TICK_CONCURRENCY, (h) => this.connected(h.session));
+  }
+
+  private async forward(id: string, at: number): Promise<HeartbeatOutcome> {
+    try {
+      await this.client.workflow.getHandle(sessionWorkflowId(id)).signal(heartbeatSignal, { at });
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) {
+        this.held.delete(id);
+        return HeartbeatOutcome.unknownSession;
+      }
+      throw err;
+    }
+    const held = this.held.get(id);
+    if (held) held.lastForwarded = at;
+    return HeartbeatOutcome.forwarded;
+  }
+
+  private lease(): Promise<void> {
+    this.acquired ??= this.acquire().catch((err: unknown) => {
+      this.acquired = undefined;
+      throw err;
+    });
+    return this.acquired;
+  }
+
+  private async acquire(): Promise<void> {
+    const { gatewayId, incarnation } = this.holder;
+    await this.client.workflow.signalWithStart<typeof gatewayWorkflow, [{ incarnation: string }]>('gatewayWorkflow', {
+      workflowId: gatewayWorkflowId(gatewayId),
+      taskQueue: this.options.taskQueue,
+      args: [{ gatewayId, idleTimeoutMs: this.options.idleTimeoutMs }],
+      signal: acquireLeaseSignal,
+      signalArgs: [{ incarnation }],
+      staticSummary: `gateway ${gatewayId}`,
+    });
+    this.lastRenewal = Date.now();
+    if (this.options.autoTick !== false && !this.timer) {
+      this.timer = setInterval(() => void this.tick().catch(() => undefined), this.options.idleTimeoutMs);
+      this.timer.unref();
+    }
+  }
+
+  private gateway() {
+    return this.client.workflow.getHandle(gatewayWorkflowId(this.holder.gatewayId));
+  }
+
+  /** A plain start (no signal event) for a first connect; a running session is checked and signalled. */
+  private async start(msg: ActiveMessage): Promise<void> {
+    const s = msg.session;
+    const input: SessionWorkflowInput = {
+      version: 2,
+      active: msg,
+      idleTimeoutMs: this.options.idleTimeoutMs,
+      livenessTimeoutMs: 3 * this.forwardInterval,
+      maxHistoryEvents: this.options.maxHistoryEvents,
+    };
+    const options = {
+      workflowId: sessionWorkflowId(s.connectionId),
+      taskQueue: this.options.taskQueue,
+      args: [input] as [SessionWorkflowInput],
+      // A closed (destroyed) session may start again.
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      typedSearchAttributes: sessionSearchAttributes(s, SessionStatus.connected),
+      memo: sessionMemo(s),
+      staticSummary: `session ${s.connectionId}`,
+      staticDetails: `appPid: ${s.appPid}\nconnectionId: ${s.connectionId}\nuid: ${s.uid}`,
+    };
+    try {
+      await this.client.workflow.start<typeof sessionWorkflow>('sessionWorkflow', {
+        ...options,
+        workflowIdConflictPolicy: 'FAIL',
+      });
+      return;
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
+    await this.assertOwnership(s);
+    // With-start: the run may have ended since.
+    await this.client.workflow.signalWithStart<typeof sessionWorkflow, [ActiveMessage]>('sessionWorkflow', {
+      ...options,
+      signal: activeSignal,
+      signalArgs: [msg],
+    });
+  }
+
+  /** A connectionId live for another uid is refused (upstream let any client claim it). */
   // Read from the server (memo), not by query: it answers while no worker is up. The workflow
-  // refuses a foreign `active` signal as well, for two claims racing past this check.
+  // refuses a foreign `active` signal as well, for two claims racing past this check. (appPid needs
+  // no check: a valid connectionId starts with its appPid.)
   private async assertOwnership(session: Session): Promise<void> {
     let owner: Record<string, unknown> | undefined;
     try {
@@ -157,9 +310,8 @@ export class SessionClient {
     }
     // A run without the memo (the time-skipping server drops it on continue-as-new) is left to the
     // workflow's own check.
-    if (typeof owner?.appPid !== 'string' || typeof owner.uid !== 'string') return;
-    if (owner.appPid !== session.appPid) throw new ConnectionOwnershipError(session.connectionId, 'appPid');
-    if (owner.uid !== session.uid) throw new ConnectionOwnershipError(session.connectionId, 'uid');
+    if (typeof owner?.uid === 'string' && owner.uid !== session.uid)
+      throw new ConnectionOwnershipError(session.connectionId, 'uid');
   }
 
   private async signalIfRunning(connectionId: string, send: () => Promise<void>): Promise<boolean> {
@@ -171,4 +323,12 @@ export class SessionClient {
       throw err;
     }
   }
+}
+
+async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
 }

@@ -3,363 +3,159 @@ import {
   ApplicationFailure,
   allHandlersFinished,
   condition,
-  makeContinueAsNewFunc,
-  metricMeter,
   log,
-  proxyActivities,
+  makeContinueAsNewFunc,
+  proxyLocalActivities,
   setHandler,
-  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
-import { checkActive, checkDisconnected, checkHeartbeat, checkInvalidate, type Check, type Session } from '../session';
 import {
-  DestroyReason,
+  legacySessionWorkflow,
+  type SessionState as LegacyState,
+  type SessionWorkflowInput as LegacyInput,
+} from './legacy/session-v1';
+import { Deadline } from './deadline';
+import {
   SessionStatus,
   activeSignal,
   disconnectedSignal,
+  gatewayLostSignal,
   heartbeatSignal,
   invalidateSignal,
   stateQuery,
-  type SessionState,
+  type SessionView,
   type SessionWorkflowInput,
 } from './messages';
 import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from './search-attributes';
+import { EffectKind, SessionMachine, type Effect } from './session/machine';
+import { sessionMetrics } from './session/metrics';
+import { sessionView } from './session/view';
 
-/** Presence is removed this long after a close (upstream `session:user:inactive`). */
-export const SOFT_DESTROY_DELAY_MS = 5_000;
-// About an hour of a connected session. A worker that restarts replays every cached session in full:
-// at 2,000 events, a few dozen such replays at once outlasted the 10 s workflow task timeout on two
-// cores and kept timing out (failure suite); short histories keep that replay cheap.
+// About 40 hours of a connected session at the default heartbeat interval; short histories keep the
+// replay of an evicted or restarted workflow cheap.
 const DEFAULT_MAX_HISTORY_EVENTS = 1_000;
 
-// Emitted by the SDK only when not replaying, so each counts once per real transition.
-const sessionMetrics = () => ({
-  started: metricMeter.createCounter(
-    'tether_sessions_started',
-    'sessions',
-    'Session workflows started (first connect)',
-  ),
-  reconnected: metricMeter.createCounter('tether_sessions_reconnected', 'sessions', 'Reconnects of a session'),
-  presenceRemoved: metricMeter.createCounter(
-    'tether_presence_removed',
-    'sessions',
-    'Soft destroys that removed presence',
-  ),
-  destroyed: metricMeter.createCounter('tether_sessions_destroyed', 'sessions', 'Sessions destroyed, by reason'),
-});
-
-// Effects retry with backoff until they land (upstream had one attempt).
-const retry = {
-  initialInterval: '500ms',
-  backoffCoefficient: 2,
-  maximumInterval: '30s',
-} as const;
-const effects = proxyActivities<Activities>({
-  // An effect is a few round trips; an attempt lost with a killed worker is retried only once this
-  // runs out, so it bounds how late a destroy can be after a crash.
+// Short, idempotent effects: one marker each, inside the workflow task (docs/design.md, "Local activities").
+const fx = proxyLocalActivities<Activities>({
   startToCloseTimeout: '10s',
-  retry,
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
 });
-
-type Outbox = {
-  kind: 'live' | 'connect' | 'disconnect';
-  session: Session;
-  at: number;
+const run: Record<EffectKind, (e: Effect) => Promise<unknown>> = {
+  connect: (e) =>
+    fx.connectSession({ session: e.session, at: e.at!, holder: e.holder!, previousHolder: e.previousHolder ?? null }),
+  close: (e) => fx.closeSession({ session: e.session, at: e.at!, holder: e.holder }),
+  softDestroy: (e) => fx.softDestroySession({ session: e.session, closingSocketId: e.session.socketId }),
+  hardDestroy: (e) =>
+    fx.hardDestroySession({ session: e.session, closingSocketId: e.session.socketId, holder: e.holder }),
 };
 
-/**
- * One run per websocket connection (workflow id `session:{connectionId}`). Heartbeats only move
- * `lastSeenAt`; a coarse timer watches liveness and the destroy deadlines, so a connected session
- * costs a few events per pong instead of a timer re-armed per message.
- */
-export async function sessionWorkflow(input: SessionWorkflowInput): Promise<SessionState> {
-  const idle = input.idleTimeoutMs;
+/** One run per websocket connection (workflow id `session:{connectionId}`): a shell over SessionMachine. */
+export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput): Promise<SessionView | LegacyState> {
+  if (!('version' in input)) return legacySessionWorkflow(input);
+  const options = { idleTimeoutMs: input.idleTimeoutMs, livenessTimeoutMs: input.livenessTimeoutMs };
   const metrics = sessionMetrics();
-  const hardDelay = 4 * idle;
-  const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
-  const start = checkActive(input.active);
-  if (!input.state && !start.ok) {
-    throw ApplicationFailure.nonRetryable(`invalid start input: ${start.field} ${start.reason}`, 'InvalidInput');
+  let m: SessionMachine;
+  try {
+    m = input.state
+      ? new SessionMachine(input.state, options)
+      : SessionMachine.start(input.active, Date.now(), options);
+  } catch (err) {
+    throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
   }
-  const state: SessionState = input.state ?? fresh(input.active.session, Date.now());
   if (!input.state) metrics.started.add(1);
-  const outbox: Outbox[] = input.state
-    ? []
-    : [
-        { kind: 'live', session: state.session, at: input.active.at },
-        { kind: 'connect', session: state.session, at: input.active.at },
-      ];
-  let refreshLive = false;
-  // Bumped by every reconnect: the result of an effect started before it must not be applied.
-  let epoch = 0;
-  // Why the current close happened, for the destroy that follows it. Declared before the handlers:
-  // signals delivered with the first activation run them before the rest of this body.
-  let closeReason: DestroyReason = DestroyReason.closed;
+  let changed = false;
+  const on =
+    <A>(apply: (raw: A, now: number) => void) =>
+    (raw: A) => {
+      const before = m.state.counts.droppedSignals;
+      apply(raw, Date.now());
+      if (m.state.counts.droppedSignals > before && m.dropped) log.warn('malformed signal dropped', { ...m.dropped });
+      changed = true;
+    };
+  const view = () => sessionView(m.state, options.livenessTimeoutMs);
+  setHandler(stateQuery, view);
+  setHandler(
+    activeSignal,
+    on((raw, now) => {
+      const reconnects = m.state.counts.reconnects;
+      const destroyed = m.state.status === SessionStatus.destroyed;
+      m.active(raw, now);
+      if (m.state.counts.reconnects > reconnects) metrics.reconnected.add(1);
+      else if (destroyed && m.state.status === SessionStatus.connected) metrics.started.add(1);
+    }),
+  );
+  setHandler(
+    heartbeatSignal,
+    on((raw, now) => m.heartbeat(raw, now)),
+  );
+  setHandler(
+    disconnectedSignal,
+    on((raw, now) => m.disconnected(raw, now)),
+  );
+  setHandler(
+    gatewayLostSignal,
+    on((raw, now) => m.gatewayLost(raw, now)),
+  );
+  setHandler(
+    invalidateSignal,
+    on((raw) => m.invalidate(raw)),
+  );
 
-  const drop = (signal: string, check: Check<unknown>) => {
-    state.counts.droppedSignals++;
-    if (!check.ok)
-      log.warn('malformed signal dropped', {
-        signal,
-        field: check.field,
-        reason: check.reason,
+  const deadline = new Deadline();
+  // SessionStatus while the run lives; a destroyed session is a closed run (one upsert fewer).
+  let shown: SessionStatus = input.state?.status ?? SessionStatus.connected;
+  const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
+  for (;;) {
+    const step = m.next(Date.now());
+    if (step.kind === 'effect') {
+      await effect(step.effect);
+      continue;
+    }
+    if (step.kind === 'done') {
+      metrics.destroyed.add(1, { reason: m.state.destroyReason! });
+      await condition(allHandlersFinished);
+      if (m.next(Date.now()).kind === 'done') return view();
+      continue; // a reconnect landed in the same activation
+    }
+    if (m.state.status !== shown) {
+      shown = m.state.status;
+      upsertSearchAttributes({ [SessionStatusKey.name]: [shown] });
+    }
+    const info = workflowInfo();
+    if (step.quiet && (info.historyLength >= maxEvents || info.continueAsNewSuggested)) {
+      await condition(allHandlersFinished);
+      if (!changed) {
+        m.state.counts.continuedAsNew++;
+        // Memo and search attributes from state, not workflowInfo(): not every server carries them over.
+        await makeContinueAsNewFunc<typeof sessionWorkflow>({
+          memo: sessionMemo(m.state.session),
+          typedSearchAttributes: sessionSearchAttributes(m.state.session, m.state.status),
+        })({ ...input, state: m.state });
+      }
+    }
+    changed = false;
+    await deadline.wait(step.until, () => changed);
+  }
+
+  async function effect(e: Effect): Promise<void> {
+    let rejected: string | undefined;
+    try {
+      await run[e.kind](e);
+    } catch (err) {
+      // Bad input (an unknown app), not an outage: end the session cleanly instead of failing the run.
+      // (A local activity's failure may reach the workflow unwrapped.)
+      const cause = err instanceof ActivityFailure ? err.cause : err;
+      if (!(cause instanceof ApplicationFailure && cause.nonRetryable)) throw err;
+      log.error('session effect rejected', {
+        connectionId: m.state.connectionId,
+        effect: e.kind,
+        reason: cause.message,
       });
-  };
-
-  setHandler(stateQuery, () => state);
-
-  setHandler(activeSignal, (raw) => {
-    const msg = checkActive(raw);
-    if (!msg.ok) return drop('active', msg);
-    const { session, at } = msg.value;
-    if (session.connectionId !== state.connectionId)
-      return drop('active', {
-        ok: false,
-        field: 'session.connectionId',
-        reason: 'belongs to another workflow',
-      });
-    if (session.uid !== state.session.uid || session.appPid !== state.session.appPid) {
-      return drop('active', {
-        ok: false,
-        field: 'session.uid',
-        reason: 'connection owned by another uid/appPid',
-      });
+      rejected = cause.message;
     }
-    const now = Date.now();
-    if (state.status === SessionStatus.connected && session.socketId === state.socketId) {
-      state.lastSeenAt = now;
-      return;
-    }
-    if (state.status !== SessionStatus.destroyed) {
-      state.counts.reconnects++;
-      metrics.reconnected.add(1);
-    } else {
-      metrics.started.add(1);
-    }
-    // A new lifetime on the same connectionId: everything but the counts starts afresh.
-    Object.assign(state, fresh(session, now), { counts: state.counts });
-    epoch++;
-    outbox.push({ kind: 'live', session, at }, { kind: 'connect', session, at });
-  });
-
-  setHandler(heartbeatSignal, (raw) => {
-    const msg = checkHeartbeat(raw);
-    if (!msg.ok) return drop('heartbeat', msg);
-    if (state.status !== SessionStatus.connected) return; // a late pong: the close already won
-    state.lastSeenAt = Date.now();
-    state.counts.heartbeats++;
-    refreshLive = true;
-  });
-
-  setHandler(disconnectedSignal, (raw) => {
-    const msg = checkDisconnected(raw);
-    if (!msg.ok) return drop('disconnected', msg);
-    if (msg.value.connectionId !== state.connectionId)
-      return drop('disconnected', {
-        ok: false,
-        field: 'connectionId',
-        reason: 'belongs to another workflow',
-      });
-    if (msg.value.socketId !== state.socketId) {
-      state.counts.staleDisconnects++;
-      return;
-    }
-    if (state.status !== SessionStatus.connected) return; // a second close of the same socket
-    close(Date.now(), msg.value.at);
-  });
-
-  setHandler(invalidateSignal, (raw) => {
-    const msg = checkInvalidate(raw);
-    if (!msg.ok) return drop('invalidate', msg);
-    if (state.status !== SessionStatus.destroyed) state.invalidateReason = msg.value.reason;
-  });
-
-  function close(closedAt: number, eventAt: number, reason: DestroyReason = DestroyReason.closed): void {
-    closeReason = reason;
-    Object.assign(state, {
-      status: SessionStatus.disconnected,
-      disconnectedAt: closedAt,
-      softDestroyAt: closedAt + SOFT_DESTROY_DELAY_MS,
-      hardDestroyAt: closedAt + hardDelay,
-    } satisfies Partial<SessionState>);
-    outbox.push({ kind: 'disconnect', session: state.session, at: eventAt });
+    if (e.kind === EffectKind.softDestroy && e.lifetime === m.state.lifetime) metrics.presenceRemoved.add(1);
+    m.done(e, rejected === undefined ? {} : { rejected });
   }
-
-  async function runEffect(item: Outbox): Promise<void> {
-    if (item.kind === 'live') {
-      await effects.markSessionLive({ session: item.session, at: item.at });
-    } else {
-      try {
-        await effects.recordConnectionEvent({ session: item.session, type: item.kind, at: item.at });
-        if (item.kind === 'connect' && item.session.user)
-          await effects.signalUserConnectionUp({ session: item.session });
-      } catch (err) {
-        // Bad input (unknown app), not an outage: end the session cleanly instead of failing the run.
-        if (!(err instanceof ActivityFailure && err.cause instanceof ApplicationFailure && err.cause.nonRetryable)) {
-          throw err;
-        }
-        log.error('session rejected', { connectionId: state.connectionId, reason: err.cause.message });
-        state.invalidateReason ??= `rejected: ${err.cause.message}`;
-        outbox.length = 0;
-      }
-    }
-  }
-
-  // Timers are never cancelled: a cancellation's command is issued a microtask after the code that
-  // asked for it, so its place among other commands can differ between a run and its replay (a
-  // nondeterminism error). A pending timer due no later than the deadline wakes the loop in time;
-  // when it fires early the loop re-arms for the rest. So heartbeats arm nothing: the liveness timer
-  // fires once per 4 × idle and is re-armed (5 events). Timers pending when the run ends are dropped.
-  const pendingTimers: number[] = [];
-  let timerFired = false;
-  function arm(deadline: number): void {
-    if (pendingTimers.some((due) => due <= deadline)) return;
-    pendingTimers.push(deadline);
-    void sleep(Math.max(1, deadline - Date.now())).then(() => {
-      pendingTimers.splice(pendingTimers.indexOf(deadline), 1);
-      timerFired = true;
-    });
-  }
-
-  function setStatus(status: SessionStatus): void {
-    upsertSearchAttributes({ [SessionStatusKey.name]: [status] });
-  }
-
-  // A reconnect may land in the same activation that finished the destroy: then go round again.
-  do {
-    await lifecycle();
-    await condition(allHandlersFinished);
-  } while (state.status !== SessionStatus.destroyed);
-  return state;
-
-  async function lifecycle(): Promise<void> {
-    while (true) {
-      timerFired = false; // every pass re-reads the clock, so an earlier firing is accounted for
-      if (state.invalidateReason !== null && state.status !== SessionStatus.destroyed) {
-        const startEpoch = epoch;
-        if (state.status === SessionStatus.connected) close(Date.now(), Date.now());
-        while (outbox.length) await runEffect(outbox.shift()!);
-        await destroy(DestroyReason.invalidated);
-        if (epoch !== startEpoch) continue;
-        break;
-      }
-      const item = outbox.shift();
-      if (item) {
-        const wasStatus =
-          item.kind === 'connect'
-            ? SessionStatus.connected
-            : item.kind === 'disconnect'
-              ? SessionStatus.disconnected
-              : null;
-        await runEffect(item);
-        if (wasStatus) setStatus(wasStatus);
-        continue;
-      }
-      if (refreshLive && state.status === SessionStatus.connected) {
-        refreshLive = false;
-        await effects.markSessionLive({
-          session: state.session,
-          at: state.lastSeenAt,
-        });
-        continue;
-      }
-      refreshLive = false;
-      const now = Date.now();
-      if (state.status === SessionStatus.connected) {
-        const expiry = state.lastSeenAt + hardDelay;
-        if (now >= expiry) {
-          log.info('liveness expired: treating as closed at last sign of life', { connectionId: state.connectionId });
-          close(state.lastSeenAt, state.lastSeenAt, DestroyReason.liveness);
-          continue;
-        }
-        const info = workflowInfo();
-        if (info.historyLength >= maxEvents || info.continueAsNewSuggested) {
-          await condition(allHandlersFinished);
-          if (outbox.length === 0 && !refreshLive && state.invalidateReason === null) {
-            state.counts.continuedAsNew++;
-            // Memo and search attributes from state, not workflowInfo(): not every server carries them over.
-            await makeContinueAsNewFunc<typeof sessionWorkflow>({
-              memo: sessionMemo(state.session),
-              typedSearchAttributes: sessionSearchAttributes(state.session, state.status),
-            })({ ...input, state });
-          }
-          continue;
-        }
-        arm(expiry);
-      } else if (state.status === SessionStatus.disconnected) {
-        if (!state.presenceRemoved && now >= state.softDestroyAt!) {
-          const startEpoch = epoch;
-          await effects.removeSessionPresence({
-            session: state.session,
-            closingSocketId: state.socketId,
-          });
-          if (epoch === startEpoch) {
-            state.presenceRemoved = true;
-            metrics.presenceRemoved.add(1);
-            if (state.session.user) await effects.signalUserConnectionDown({ session: state.session });
-          }
-          continue;
-        }
-        if (now >= state.hardDestroyAt!) {
-          const startEpoch = epoch;
-          await destroy(closeReason);
-          if (epoch !== startEpoch) continue;
-          break;
-        }
-        arm(state.presenceRemoved ? state.hardDestroyAt! : state.softDestroyAt!);
-      } else {
-        break;
-      }
-      const waitingIn = state.status;
-      await condition(
-        () =>
-          timerFired ||
-          outbox.length > 0 ||
-          refreshLive ||
-          state.invalidateReason !== null ||
-          state.status !== waitingIn,
-      );
-    }
-  }
-
-  async function destroy(reason: DestroyReason): Promise<void> {
-    const startEpoch = epoch;
-    await effects.destroySession({
-      session: state.session,
-      closingSocketId: state.socketId,
-    });
-    if (epoch !== startEpoch) return; // reconnected meanwhile: the loop records the new socket
-    state.status = SessionStatus.destroyed;
-    state.destroyReason = reason;
-    metrics.destroyed.add(1, { reason });
-    setStatus(SessionStatus.destroyed);
-    if (!state.presenceRemoved && state.session.user)
-      await effects.signalUserConnectionDown({ session: state.session });
-  }
-}
-
-function fresh(session: Session, now: number): SessionState {
-  return {
-    connectionId: session.connectionId,
-    status: SessionStatus.connected,
-    session,
-    socketId: session.socketId,
-    connectedAt: now,
-    lastSeenAt: now,
-    disconnectedAt: null,
-    softDestroyAt: null,
-    hardDestroyAt: null,
-    presenceRemoved: false,
-    destroyReason: null,
-    invalidateReason: null,
-    counts: {
-      reconnects: 0,
-      heartbeats: 0,
-      staleDisconnects: 0,
-      droppedSignals: 0,
-      continuedAsNew: 0,
-    },
-  };
 }

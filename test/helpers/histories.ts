@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { SessionClient, SessionStatus, sessionWorkflowId, type SessionState } from '../../src/client';
+import {
+  SessionStatus,
+  gatewayWorkflowId,
+  sessionWorkflowId,
+  type SessionClient,
+  type SessionView,
+} from '../../src/client';
 import { activeSignal, disconnectedSignal, heartbeatSignal } from '../../src/workflows/messages';
 import { userWorkflowId } from '../../src/workflows/user-messages';
 import { makeSession, seedApp, seedUser, type startStack } from './stack';
@@ -24,48 +30,64 @@ export async function recordHistories(env: TestWorkflowEnvironment, stack: Stack
   const idle = stack.config.idleTimeoutMs;
   const { appPid } = await seedApp(stack.resources);
   const now = () => env.currentTimeMs();
-  // Every pong forwarded and a low continue-as-new threshold, so one short run covers both paths.
-  const client = new SessionClient(env.client, {
-    taskQueue: stack.taskQueue,
-    idleTimeoutMs: idle,
-    heartbeatForwardIntervalMs: 0,
-    maxHistoryEvents: 60,
-  });
-  const untilDestroyed = async (connectionId: string): Promise<SessionState> =>
-    env.client.workflow.getHandle(sessionWorkflowId(connectionId)).result() as Promise<SessionState>;
+  // A heartbeat every idle period and a low continue-as-new threshold, so one short run covers both
+  // paths; the clients' clock is the server's, read after each skip.
+  let clock = await now();
+  const gateway = (gatewayId: string) =>
+    stack.newClient({ gatewayId, heartbeatForwardIntervalMs: idle, maxHistoryEvents: 60, now: () => clock });
+  const client = gateway(`rec-${appPid}`);
+  const sleep = async (ms: number, ...renewing: SessionClient[]) => {
+    for (let left = ms; left > 0; left -= idle) {
+      await env.sleep(Math.min(idle, left));
+      clock = await now();
+      for (const c of renewing) await c.tick();
+    }
+  };
+  const untilDestroyed = async (connectionId: string): Promise<SessionView> =>
+    env.client.workflow.getHandle(sessionWorkflowId(connectionId)).result() as Promise<SessionView>;
 
   // Pongs through continue-as-new, malformed and stale signals, reconnect inside the soft destroy,
   // reconnect after presence removal, close, destroy.
   const user = await seedUser(stack.resources);
   const s = makeSession(appPid, { clientId: user.clientId, user });
   await client.connected(s, await now());
-  for (let i = 0; i < 12; i++) {
-    await env.sleep(idle);
-    await client.heartbeat(s.connectionId, await now());
-  }
+  await sleep(12 * idle, client);
   const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
   const raw = handle as unknown as { signal(def: unknown, arg: unknown): Promise<void> };
   await raw.signal(heartbeatSignal, { at: 'yesterday' });
-  await raw.signal(activeSignal, { session: { ...s, uid: 'someone-else', socketId: randomUUID() }, at: 1 });
+  await raw.signal(activeSignal, {
+    session: { ...s, uid: 'someone-else', socketId: randomUUID() },
+    at: 1,
+    gateway: client.holder,
+  });
   await client.disconnected(s, await now());
-  await env.sleep(2_000);
+  await sleep(2_000, client);
   const second = { ...s, socketId: randomUUID() };
   await client.connected(second, await now());
   await raw.signal(disconnectedSignal, { connectionId: s.connectionId, socketId: s.socketId, at: await now() });
   await client.disconnected(second, await now());
-  await env.sleep(6_000);
+  await sleep(6_000, client);
   const third = { ...s, socketId: randomUUID() };
   await client.connected(third, await now());
   await client.disconnected(third, await now());
-  await env.sleep(4 * idle + 1_000);
+  await sleep(4 * idle + 1_000, client);
   const final = await untilDestroyed(s.connectionId);
   if (final.status !== SessionStatus.destroyed) throw new Error(`recording: session not destroyed`);
 
-  // Liveness expiry of an anonymous session; an operator's invalidate; an unknown app.
+  // Liveness expiry (3 heartbeat intervals, before the lease's 4 idle periods), a lost gateway's
+  // session and the gateway's own run, an operator's invalidate, an unknown app.
+  const forgetful = gateway(`rec-forgetful-${appPid}`);
   const quiet = makeSession(appPid);
-  await client.connected(quiet, await now());
-  await env.sleep(4 * idle + 1_000);
+  await forgetful.connected(quiet, await now());
+  await sleep(3 * idle + 1_000);
   await untilDestroyed(quiet.connectionId);
+  const lost = gateway(`rec-lost-${appPid}`);
+  const orphan = makeSession(appPid);
+  await lost.connected(orphan, await now());
+  await sleep(idle, lost);
+  await sleep(5 * idle);
+  await untilDestroyed(orphan.connectionId);
+  await env.client.workflow.getHandle(gatewayWorkflowId(lost.holder.gatewayId)).result();
   const invalidated = makeSession(appPid);
   await client.connected(invalidated, await now());
   await client.invalidate(invalidated.connectionId, 'recorded for replay');
@@ -80,6 +102,8 @@ export async function recordHistories(env: TestWorkflowEnvironment, stack: Stack
   const runs: { name: string; workflowId: string }[] = [
     { name: 'session-user-reconnects-destroyed', workflowId: sessionWorkflowId(s.connectionId) },
     { name: 'session-liveness-expired', workflowId: sessionWorkflowId(quiet.connectionId) },
+    { name: 'session-gateway-lost', workflowId: sessionWorkflowId(orphan.connectionId) },
+    { name: 'gateway-lease-lapsed', workflowId: gatewayWorkflowId(lost.holder.gatewayId) },
     { name: 'session-invalidated', workflowId: sessionWorkflowId(invalidated.connectionId) },
     { name: 'session-unknown-app', workflowId: sessionWorkflowId(unknown.connectionId) },
     { name: 'user-online-offline', workflowId: userId },

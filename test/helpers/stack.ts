@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
-import { SessionClient } from '../../src/client';
+import { SessionClient, type SessionClientOptions } from '../../src/client';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { openResources, type Resources } from '../../src/resources';
@@ -66,14 +66,31 @@ export async function startStack(env: TestWorkflowEnvironment, config: Config = 
     workflowBundle: await workflowBundle(),
   });
   const running = worker.run();
-  const client = new SessionClient(env.client, { taskQueue, idleTimeoutMs: config.idleTimeoutMs });
+  // Time-skipping tests renew the lease themselves (`client.tick()`): a timer in wall-clock time
+  // says nothing about the server's skipped time.
+  const clients: SessionClient[] = [];
+  const newClient = (options: Partial<SessionClientOptions> = {}) => {
+    const c = new SessionClient(env.client, {
+      taskQueue,
+      idleTimeoutMs: config.idleTimeoutMs,
+      gatewayId: `gw-${nanoid(6)}`,
+      autoTick: false,
+      ...options,
+    });
+    clients.push(c);
+    return c;
+  };
+  const client = newClient();
   return {
     taskQueue,
     config,
     resources,
     worker,
     client,
+    /** Another gateway process (its own gatewayId unless given). */
+    newClient,
     async stop() {
+      await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
       worker.shutdown();
       await running;
       await resources.close();

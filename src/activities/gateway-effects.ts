@@ -1,0 +1,61 @@
+import { Context } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { GatewayHolder } from '../session';
+import { gatewayLostSignal, sessionWorkflowId } from '../workflows/messages';
+import type { ActivityDeps } from './index';
+import type { RedisEffects } from './redis-effects';
+
+/** A lost gateway's sessions are told in parallel, but never faster than this (the server's share). */
+export const FAN_OUT = { concurrency: 50, perSecond: 500 } as const;
+
+export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEffects }) {
+  const { redisFx, logger } = deps;
+
+  return {
+    /** Renewal (local activity): every marker and heartbeat score the incarnation holds, in batch. */
+    async refreshGatewayMarkers({ holder, at }: { holder: GatewayHolder; at: number }): Promise<{ refreshed: number }> {
+      return { refreshed: await redisFx.refreshHeld(holder, at) };
+    },
+
+    /**
+     * Lost incarnation: signal `gatewayLost` to each session in its index, then drop the index. The
+     * HSCAN cursor is heartbeated after each page, so a retry after a worker crash resumes there
+     * (a session told twice ignores the second: it is no longer connected).
+     */
+    async closeGatewaySessions({ holder, at }: { holder: GatewayHolder; at: number }): Promise<{ signalled: number }> {
+      if (!deps.temporal) throw new Error('no Temporal client in the activity dependencies: cannot signal sessions');
+      const client = deps.temporal;
+      const ctx = Context.current();
+      const from = typeof ctx.info.heartbeatDetails === 'string' ? ctx.info.heartbeatDetails : '0';
+      let signalled = 0;
+      const started = Date.now();
+      const tell = async (cid: string) => {
+        try {
+          await client.workflow
+            .getHandle(sessionWorkflowId(cid))
+            .signal(gatewayLostSignal, { gatewayId: holder.gatewayId, incarnation: holder.incarnation, at });
+          signalled++;
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }
+      };
+      for await (const page of redisFx.scanIndex(holder, from)) {
+        let next = 0;
+        const worker = async () => {
+          while (next < page.length) {
+            const cid = page[next++]!;
+            // Rate: the n-th signal of this attempt goes no earlier than n / perSecond after its start.
+            const due = started + (signalled * 1000) / FAN_OUT.perSecond - Date.now();
+            if (due > 0) await new Promise((r) => setTimeout(r, due));
+            await tell(cid);
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(FAN_OUT.concurrency, page.length) }, worker));
+        ctx.heartbeat(page.next);
+      }
+      await redisFx.deleteIndex(holder);
+      logger.info('gateway lost: sessions told', { ...holder, signalled });
+      return { signalled };
+    },
+  };
+}
