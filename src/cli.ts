@@ -164,6 +164,9 @@ const processIo: Io = {
   now: () => Date.now(),
 };
 
+/** The gatewayId the CLI's session client identifies itself with (it holds no sockets). */
+export const CLI_GATEWAY_ID = 'tether-cli';
+
 const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
 
 /** Runs one command line; resolves to the exit code. */
@@ -200,8 +203,15 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const connection = await Connection.connect(options.connection);
   const client = new Client({ connection, namespace: options.namespace });
   // Only describe and invalidate go through the session client; list and stats are visibility alone.
+  // The CLI holds no sockets: no timer, and its lease (if any was taken) released by close().
+  let sessionClient: SessionClient | undefined;
   const sessions = () =>
-    new SessionClient(client, { taskQueue: config.temporal.taskQueue, idleTimeoutMs: config.idleTimeoutMs });
+    (sessionClient ??= new SessionClient(client, {
+      taskQueue: config.temporal.taskQueue,
+      idleTimeoutMs: config.idleTimeoutMs,
+      gatewayId: CLI_GATEWAY_ID,
+      autoTick: false,
+    }));
   const filters = { app: str(values.app), client: str(values.client), status: str(values.status) };
   try {
     switch (command) {
@@ -249,8 +259,13 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
         }
         return 0;
       }
+      default: {
+        const unknown: never = command;
+        throw new Error(`unhandled command ${String(unknown)}`);
+      }
     }
   } finally {
+    await sessionClient?.close();
     await connection.close();
   }
 }

@@ -109,13 +109,18 @@ describe('npm run build, and the compiled worker and CLI', () => {
 
     const { appPid } = await seedApp(resources);
     const session = makeSession(appPid);
-    const sessions = new SessionClient(new Client({ connection: env.connection }), { taskQueue, idleTimeoutMs: 1000 });
+    const sessions = new SessionClient(new Client({ connection: env.connection }), {
+      taskQueue,
+      idleTimeoutMs: 1000,
+      gatewayId: `gw-build-${nanoid(6)}`,
+    });
     await sessions.connected(session);
     const state = await waitUntil('session connected', async () => {
       const st = await sessions.describe(session.connectionId);
       return st?.status === 'connected' ? st : null;
     });
     expect(state.connectionId).toBe(session.connectionId);
+    await sessions.close();
 
     // The compiled CLI (no tsx) sees it.
     const { stdout } = await exec(process.execPath, [path.join(DIST, 'cli.js'), 'sessions', 'stats', '--app', appPid], {

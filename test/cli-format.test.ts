@@ -4,8 +4,11 @@ const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const NOW = Date.UTC(2026, 11, 1, 12, 0, 0);
 
 describe('CLI time formatting (pure)', () => {
-  test('instants are ISO-8601 UTC; no time is -', () => {
+  test('instants are ISO-8601 UTC, from epoch ms or an ISO string; no time is -', () => {
     expect(isoTime(NOW)).toBe('2026-12-01T12:00:00.000Z');
+    expect(isoTime('2026-12-01T12:00:00.000Z')).toBe('2026-12-01T12:00:00.000Z');
+    expect(isoTime('2026-12-01T13:00:00+01:00')).toBe('2026-12-01T12:00:00.000Z');
+    expect(isoTime('not a time')).toBe('-');
     expect(isoTime(NOW)).toMatch(ISO);
     expect(isoTime(null)).toBe('-');
     expect(isoTime(undefined)).toBe('-');
@@ -40,9 +43,34 @@ describe('CLI time formatting (pure)', () => {
       'disconnected, soft destroy at 2026-12-01T12:00:05.000Z (in 5 seconds), ' +
         'hard destroy at 2026-12-01T12:01:05.000Z (in 1 minute 5 seconds)',
     );
+    expect(statusLine({ status: 'connected', livenessExpiresAt: '2026-12-01T12:15:00.000Z' }, NOW)).toBe(
+      'connected, liveness expires at 2026-12-01T12:15:00.000Z (in 15 minutes)',
+    );
   });
 
-  test('a state prints with ISO times, deadlines beside the status, other fields as they are', () => {
+  test('a state of ISO strings (the state query) prints the same way', () => {
+    const state = {
+      connectionId: 'app:abc',
+      status: 'disconnected',
+      connectedAt: '2026-12-01T11:57:00.000Z',
+      lastSeenAt: '2026-12-01T11:59:50.000Z',
+      disconnectedAt: '2026-12-01T11:59:58.000Z',
+      softDestroyAt: '2026-12-01T12:00:03.000Z',
+      hardDestroyAt: '2026-12-01T12:00:33.000Z',
+      livenessExpiresAt: null,
+      holder: { gatewayId: 'gw-1', incarnation: 'i-1' },
+    };
+    expect(formatState(state, NOW).split('\n')).toEqual([
+      'status           disconnected, soft destroy at 2026-12-01T12:00:03.000Z (in 3 seconds), hard destroy at 2026-12-01T12:00:33.000Z (in 33 seconds)',
+      'connected at     2026-12-01T11:57:00.000Z (3 minutes ago)',
+      'last seen at     2026-12-01T11:59:50.000Z (10 seconds ago)',
+      'disconnected at  2026-12-01T11:59:58.000Z (2 seconds ago)',
+      'connectionId     app:abc',
+      'holder           {"gatewayId":"gw-1","incarnation":"i-1"}',
+    ]);
+  });
+
+  test('a state of epoch ms prints with ISO times, deadlines beside the status, other fields as they are', () => {
     const state = {
       connectionId: 'app:abc',
       status: 'disconnected',
@@ -71,8 +99,15 @@ describe('CLI time formatting (pure)', () => {
   });
 
   test('JSON output: every epoch-ms ...At field becomes an ISO string, the rest is kept', () => {
-    const out = stateWithIsoTimes({ connectedAt: NOW, softDestroyAt: null, status: 'connected', counts: { a: 1 } });
+    const out = stateWithIsoTimes({
+      connectedAt: NOW,
+      lastSeenAt: '2026-12-01T13:00:00+01:00',
+      softDestroyAt: null,
+      status: 'connected',
+      counts: { a: 1 },
+    });
     expect(out).toEqual({
+      lastSeenAt: '2026-12-01T12:00:00.000Z',
       connectedAt: '2026-12-01T12:00:00.000Z',
       softDestroyAt: null,
       status: 'connected',

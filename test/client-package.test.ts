@@ -32,7 +32,9 @@ async function until(what, fn) {
 }
 (async () => {
   const connection = await Connection.connect({ address });
-  const sessions = new SessionClient(new Client({ connection }), { taskQueue, idleTimeoutMs: Number(idle) });
+  const sessions = new SessionClient(new Client({ connection }), {
+    taskQueue, idleTimeoutMs: Number(idle), gatewayId: 'gw-package-test',
+  });
   await sessions.connected(session);
   print('workflowId', sessionWorkflowId(session.connectionId));
   print('connected', (await until('connected', async () => {
@@ -46,6 +48,7 @@ async function until(what, fn) {
     return s && s.status === SessionStatus.destroyed && s;
   });
   print('destroyed', { status: destroyed.status, destroyReason: destroyed.destroyReason });
+  await sessions.close();
   await connection.close();
 })().catch((err) => { console.error(err && err.stack || String(err)); process.exit(1); });
 `;
@@ -53,10 +56,10 @@ async function until(what, fn) {
 /** Type-checks like a gateway in TypeScript would; a wrong call must be an error (types are not `any`). */
 const CHECK_TS = `
 import { Client } from '@temporalio/client';
-import { HeartbeatOutcome, InvalidSessionInputError, SessionClient, type Session, type SessionState } from 'tether/client';
+import { HeartbeatOutcome, InvalidSessionInputError, SessionClient, type Session, type SessionView } from 'tether/client';
 
-export async function gateway(client: Client, session: Session): Promise<SessionState | null> {
-  const sessions = new SessionClient(client, { taskQueue: 'tether-sessions', idleTimeoutMs: 30_000 });
+export async function gateway(client: Client, session: Session): Promise<SessionView | null> {
+  const sessions = new SessionClient(client, { taskQueue: 'tether-sessions', idleTimeoutMs: 30_000, gatewayId: 'gw-1' });
   await sessions.connected(session);
   const outcome: HeartbeatOutcome = await sessions.heartbeat(session.connectionId);
   if (outcome === HeartbeatOutcome.unknownSession) await sessions.connected(session);

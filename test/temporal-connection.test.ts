@@ -88,7 +88,7 @@ type Certs = ReturnType<typeof makeCertificates>;
  */
 async function mtlsProxy(certs: Certs, target: string) {
   const [host, port] = target.split(':') as [string, string];
-  const accepted: { servername: string | false; clientCn: unknown }[] = [];
+  const accepted: { servername: string | false | null; clientCn: unknown }[] = [];
   const open = new Set<net.Socket>();
   const server = tls.createServer(
     {

@@ -1,38 +1,55 @@
 /**
  * How the ops CLI shows times to a person: ISO-8601 UTC instants, durations in words, and the
  * session's pending deadlines next to its status. Pure functions of their arguments (`now` is
- * passed in), on the epoch-ms fields of the `state` query; nothing here knows more of the state's
- * shape than those fields, so a state that gains or loses fields still prints.
+ * passed in), on the `…At` fields of the `state` query, as ISO strings or epoch milliseconds;
+ * nothing here knows more of the state's shape than those fields, so a state that gains or loses
+ * fields still prints.
  */
 
-/** The `state` query's fields this module reads; all others are printed as they are. */
+/** A time as the state carries it: an ISO-8601 string or epoch milliseconds; null for none. */
+export type Time = string | number | null | undefined;
+
+/** The `state` query's fields this module reads by name; all others are printed as they are. */
 export interface StateTimes {
   status?: string;
-  connectedAt?: number | null;
-  lastSeenAt?: number | null;
-  disconnectedAt?: number | null;
-  softDestroyAt?: number | null;
-  hardDestroyAt?: number | null;
+  connectedAt?: Time;
+  lastSeenAt?: Time;
+  disconnectedAt?: Time;
+  softDestroyAt?: Time;
+  hardDestroyAt?: Time;
+  livenessExpiresAt?: Time;
 }
 
-/** The time fields, in the order a person reads them. */
-export const TIME_FIELDS = ['connectedAt', 'lastSeenAt', 'disconnectedAt', 'softDestroyAt', 'hardDestroyAt'] as const;
+/** The times of the state's history, in the order a person reads them (deadlines: {@link DEADLINES}). */
+export const TIME_FIELDS = ['connectedAt', 'lastSeenAt', 'disconnectedAt'] as const;
+/** The pending deadlines, shown on the status line. */
+export const DEADLINES = ['softDestroyAt', 'hardDestroyAt', 'livenessExpiresAt'] as const;
 
-const LABELS: Record<(typeof TIME_FIELDS)[number], string> = {
+const LABELS: Record<(typeof TIME_FIELDS)[number] | (typeof DEADLINES)[number], string> = {
   connectedAt: 'connected at',
   lastSeenAt: 'last seen at',
   disconnectedAt: 'disconnected at',
   softDestroyAt: 'soft destroy at',
   hardDestroyAt: 'hard destroy at',
+  livenessExpiresAt: 'liveness expires at',
 };
 
-function isEpochMs(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v) && Math.abs(v) <= 8.64e15;
+const ISO_LIKE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
+
+/** Epoch ms of a time, or undefined when it is none (or not a time). */
+export function toEpochMs(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isFinite(v) && Math.abs(v) <= 8.64e15 ? v : undefined;
+  if (typeof v === 'string' && ISO_LIKE.test(v)) {
+    const ms = Date.parse(v);
+    return Number.isNaN(ms) ? undefined : ms;
+  }
+  return undefined;
 }
 
-/** `2026-12-01T12:00:00.000Z`; `-` for no time. */
-export function isoTime(ms: number | null | undefined): string {
-  return isEpochMs(ms) ? new Date(ms).toISOString() : '-';
+/** `2026-12-01T12:00:00.000Z` (UTC, whatever offset it came with); `-` for no time. */
+export function isoTime(time: Time): string {
+  const ms = toEpochMs(time);
+  return ms === undefined ? '-' : new Date(ms).toISOString();
 }
 
 const UNITS: [name: string, ms: number][] = [
@@ -66,15 +83,17 @@ export function relativeToNow(ms: number, now: number): string {
 }
 
 /** `2026-12-01T12:00:05.000Z (in 4 seconds)`, or `-`. */
-export function timeWithRelative(ms: number | null | undefined, now: number): string {
-  return isEpochMs(ms) ? `${isoTime(ms)} (${relativeToNow(ms, now)})` : '-';
+export function timeWithRelative(time: Time, now: number): string {
+  const ms = toEpochMs(time);
+  return ms === undefined ? '-' : `${isoTime(ms)} (${relativeToNow(ms, now)})`;
 }
 
 /** The status with the pending deadlines beside it: `disconnected, soft destroy at … (in 4 seconds), hard destroy at …`. */
 export function statusLine(state: StateTimes, now: number): string {
   const parts = [state.status ?? 'unknown'];
-  if (isEpochMs(state.softDestroyAt)) parts.push(`soft destroy at ${timeWithRelative(state.softDestroyAt, now)}`);
-  if (isEpochMs(state.hardDestroyAt)) parts.push(`hard destroy at ${timeWithRelative(state.hardDestroyAt, now)}`);
+  for (const field of DEADLINES) {
+    if (toEpochMs(state[field]) !== undefined) parts.push(`${LABELS[field]} ${timeWithRelative(state[field], now)}`);
+  }
   return parts.join(', ');
 }
 
@@ -85,15 +104,14 @@ export function statusLine(state: StateTimes, now: number): string {
 export function formatState(state: StateTimes & Record<string, unknown>, now: number): string {
   const rows: [string, string][] = [['status', statusLine(state, now)]];
   for (const field of TIME_FIELDS) {
-    if (field === 'softDestroyAt' || field === 'hardDestroyAt') continue; // on the status line
     if (field in state) rows.push([LABELS[field], timeWithRelative(state[field], now)]);
   }
-  const shown = new Set<string>(['status', ...TIME_FIELDS]);
+  const shown = new Set<string>(['status', ...TIME_FIELDS, ...DEADLINES]);
   for (const [key, value] of Object.entries(state)) {
     if (shown.has(key)) continue;
     const text =
-      /At$/.test(key) && (isEpochMs(value) || value === null)
-        ? timeWithRelative(value, now)
+      /At$/.test(key) && (toEpochMs(value) !== undefined || value === null)
+        ? timeWithRelative(value as Time, now)
         : value !== null && typeof value === 'object'
           ? JSON.stringify(value)
           : String(value);
@@ -103,9 +121,12 @@ export function formatState(state: StateTimes & Record<string, unknown>, now: nu
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
 }
 
-/** The state as JSON for a person or a script: every epoch-ms `…At` field as an ISO string. */
+/** The state as JSON for a person or a script: every `…At` time as an ISO-8601 UTC string. */
 export function stateWithIsoTimes<T extends Record<string, unknown>>(state: T): Record<string, unknown> {
   return Object.fromEntries(
-    Object.entries(state).map(([key, value]) => [key, /At$/.test(key) && isEpochMs(value) ? isoTime(value) : value]),
+    Object.entries(state).map(([key, value]) => [
+      key,
+      /At$/.test(key) && toEpochMs(value) !== undefined ? isoTime(value as Time) : value,
+    ]),
   );
 }
