@@ -120,14 +120,27 @@ describe('npm run build, and the compiled worker and CLI', () => {
       return st?.status === 'connected' ? st : null;
     });
     expect(state.connectionId).toBe(session.connectionId);
+
+    // The compiled CLI (no tsx) sees it, describes it with ISO times, and invalidates it.
+    const cli = (...args: string[]) =>
+      exec(process.execPath, [path.join(DIST, 'cli.js'), 'sessions', ...args], {
+        env: { PATH: process.env.PATH, TEMPORAL_ADDRESS: env.address, TEMPORAL_TASK_QUEUE: taskQueue },
+      });
+    expect((await cli('stats', '--app', appPid)).stdout).toMatch(/^connected\t[01]\n/); // visibility may lag a moment
+    const described = (await cli('describe', session.connectionId)).stdout;
+    expect(described).toMatch(/^status +connected/);
+    expect(described).toMatch(/^connected at +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \((now|.* ago)\)$/m);
+    expect(described).not.toMatch(/\b\d{13}\b/); // no epoch milliseconds
+    const json = JSON.parse((await cli('describe', session.connectionId, '--json')).stdout) as Record<string, unknown>;
+    expect(json).toMatchObject({ connectionId: session.connectionId, status: 'connected' });
+    expect(json.connectedAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect((await cli('invalidate', session.connectionId, '--reason', 'build test')).stdout).toBe('invalidated\n');
+    await waitUntil(
+      'session destroyed',
+      async () => (await sessions.describe(session.connectionId))?.status === 'destroyed',
+    );
+
     await sessions.close();
-
-    // The compiled CLI (no tsx) sees it.
-    const { stdout } = await exec(process.execPath, [path.join(DIST, 'cli.js'), 'sessions', 'stats', '--app', appPid], {
-      env: { PATH: process.env.PATH, TEMPORAL_ADDRESS: env.address },
-    });
-    expect(stdout).toMatch(/^connected\t[01]\n/); // visibility may lag the start by a moment
-
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
     worker = undefined;
