@@ -13,7 +13,12 @@ describe('SessionClient input validation', () => {
   beforeAll(() => {
     // No retry interceptor: the one valid call fails at once instead of retrying for a minute.
     connection = Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 200, interceptors: [] });
-    client = new SessionClient(new Client({ connection }), { taskQueue: 'tq', idleTimeoutMs: 30_000 });
+    client = new SessionClient(new Client({ connection }), {
+      taskQueue: 'tq',
+      idleTimeoutMs: 30_000,
+      gatewayId: 'gw',
+      autoTick: false,
+    });
   });
   afterAll(async () => {
     await connection.close();

@@ -4,7 +4,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import WebSocket from 'ws';
 import { startGateway, type Gateway, type WelcomeMessage } from '../examples/gateway';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
-import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionView } from '../src/client';
+import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionClient, type SessionView } from '../src/client';
 import { devServerEnv } from './helpers/temporal';
 import { nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';
 import { waitUntil, withTimeout } from './helpers/wait';
@@ -32,16 +32,19 @@ describe('example gateway end to end (dev server, real sockets)', () => {
   let stack: Awaited<ReturnType<typeof startStack>>;
   let gateway: Gateway;
   let appPid: string;
+  let sessions: SessionClient;
   const clients: WebSocket[] = [];
 
   beforeAll(async () => {
     env = await devServerEnv();
     stack = await startStack(env, testConfig({ WS_IDLE_TIMEOUT_MS: String(IDLE) }));
     ({ appPid } = await seedApp(stack.resources));
+    // Real time: the lease renews on its own timer, as in a gateway process.
+    sessions = stack.newClient({ autoTick: true });
     gateway = await startGateway({
       port: 0,
       host: '127.0.0.1',
-      sessionClient: stack.client,
+      sessionClient: sessions,
       idleTimeoutMs: IDLE,
       logger: testLogger,
     });
@@ -58,7 +61,7 @@ describe('example gateway end to end (dev server, real sockets)', () => {
     clients.push(c.ws);
     return c;
   };
-  const describeSession = (cid: string) => stack.client.describe(cid);
+  const describeSession = (cid: string) => sessions.describe(cid);
   const waitForState = (cid: string, what: string, ok: (st: SessionView) => boolean) =>
     waitUntil(`${cid} ${what}`, async () => {
       const st = await describeSession(cid);
@@ -166,8 +169,10 @@ describe('example gateway end to end (dev server, real sockets)', () => {
       if (answering) c.ws.pong(data);
     });
     const { connectionId: cid } = await c.welcome;
-    // Pongs reach the workflow as heartbeats (coalesced to every other one).
-    await waitForState(cid, 'a heartbeat', (st) => st.counts.heartbeats >= 1);
+    // Live while it answers: the lease keeps its marker (pongs themselves cost the workflow nothing).
+    await new Promise((r) => setTimeout(r, 4 * IDLE));
+    expect(await stack.resources.redis.exists(keys.active(cid))).toBe(1);
+    expect((await describeSession(cid))?.status).toBe(SessionStatus.connected);
 
     answering = false;
     // The gateway terminates the socket (no close frame: 1006 on the client's side).
@@ -195,7 +200,7 @@ describe('example gateway end to end (dev server, real sockets)', () => {
     };
     afterAll(killGroup);
 
-    it('sends no close, and liveness destroys every one of its sessions', async () => {
+    it('sends no close: its lease lapses and every one of its sessions is closed as gateway-lost and destroyed', async () => {
       child = spawn('npx', ['tsx', 'examples/gateway.ts'], {
         cwd: ROOT,
         detached: true,
@@ -235,8 +240,12 @@ describe('example gateway end to end (dev server, real sockets)', () => {
         client(port, { clientId: `client-${nanoid(6)}` }),
       ];
       const cids = (await Promise.all(sockets.map((s) => s.welcome))).map((w) => w.connectionId);
-      // The child forwards pongs too: every session has had a heartbeat through it.
-      for (const cid of cids) await waitForState(cid, 'a heartbeat', (st) => st.counts.heartbeats >= 1);
+      // Held by the child's lease: every session live and in its gateway's index.
+      for (const cid of cids) await waitForState(cid, 'connected', (st) => st.status === SessionStatus.connected);
+      const holder = (await describeSession(cids[0]!))!.holder;
+      expect(holder.gatewayId).toBe('example-0');
+      await new Promise((r) => setTimeout(r, 2 * IDLE)); // a renewal or two
+      const killedAt = Date.now();
 
       killGroup();
       expect(await withTimeout('the gateway to die', exited)).toBe('SIGKILL');
@@ -244,11 +253,13 @@ describe('example gateway end to end (dev server, real sockets)', () => {
 
       for (const cid of cids) {
         const final = await waitForState(cid, 'destroyed', (st) => st.status === SessionStatus.destroyed);
-        // Closed at its last sign of life, by the workflow: no disconnect ever reached it.
-        expect(final.disconnectedAt).toBe(final.lastSeenAt);
+        // No close ever reached it: its lease lapsed, and it closed as of the gateway's last renewal.
+        expect(final.destroyReason).toBe(DestroyReason.gatewayLost);
+        expect(final.holder).toEqual(holder);
+        expect(Date.parse(final.disconnectedAt!)).toBeLessThanOrEqual(killedAt);
+        expect(Date.parse(final.disconnectedAt!)).toBeGreaterThan(killedAt - 3 * IDLE);
         expect(final.counts.staleDisconnects).toBe(0);
         await expectCleanedUp(cid);
-        expect(final.destroyReason).toBe(DestroyReason.liveness);
       }
     });
   });

@@ -82,7 +82,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
     resources = openResources(config);
     ({ appPid } = await seedApp(resources));
     metricsPort = await freePortPair();
-    sessions = new SessionClient(env.client, { taskQueue, idleTimeoutMs: IDLE });
+    sessions = new SessionClient(env.client, { taskQueue, idleTimeoutMs: IDLE, gatewayId: `gw-${taskQueue}` });
   }, 120_000);
 
   afterAll(async () => {

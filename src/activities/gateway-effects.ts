@@ -27,6 +27,7 @@ export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEff
       const client = deps.temporal;
       const ctx = Context.current();
       const from = typeof ctx.info.heartbeatDetails === 'string' ? ctx.info.heartbeatDetails : '0';
+      await redisFx.markLost(holder);
       let signalled = 0;
       const started = Date.now();
       const tell = async (cid: string) => {

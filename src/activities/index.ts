@@ -142,16 +142,21 @@ export function createActivities(deps: ActivityDeps) {
 
   // The session workflow's four effects (docs/design.md), each one local activity.
   const session = {
-    /** Connect: marker, heartbeat score and the holder's index; the connect row; the user up. */
+    /**
+     * Connect: marker, heartbeat score and the holder's index; the connect row; the user up. Nothing
+     * when the holder is already lost (the session then closes itself as gateway-lost).
+     */
     async connectSession(input: {
       session: Session;
       at: number;
       holder: GatewayHolder;
       previousHolder: GatewayHolder | null;
-    }): Promise<void> {
-      await redisFx.markLiveHeld(input.session, input.at, input.holder, input.previousHolder);
+    }): Promise<{ holderLost: boolean }> {
+      const { holderLost } = await redisFx.markLiveHeld(input.session, input.at, input.holder, input.previousHolder);
+      if (holderLost) return { holderLost };
       await v1.recordConnectionEvent({ session: input.session, type: 'connect', at: input.at });
       await users.signalUserConnectionUp({ session: input.session });
+      return { holderLost };
     },
 
     /** Close: out of the holder's index first (no refresh marks it live again), then the disconnect row. */

@@ -69,6 +69,21 @@ end
 return n
 `;
 
+// KEYS: holder's lost flag, marker, heartbeat zset, holder's index, previous holder's index ('' if
+// none). ARGV: cid, marker JSON, ttl s, score, marker template. Connect: marker, score and index
+// entry at once, unless the holder was already lost (its fan-out may have scanned the index
+// before this entry): then nothing, and 0, so the session closes itself instead of being missed.
+const CONNECT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+if KEYS[5] ~= '' then redis.call('HDEL', KEYS[5], ARGV[1]) end
+return 1
+`;
+// Longer than any connect can be delayed behind a worker outage; a later one is the liveness net's.
+const LOST_TTL_S = 24 * 3600;
+
 export const NEWER_SOCKET_LIVE = -1;
 const REFRESH_BATCH = 500;
 
@@ -121,15 +136,29 @@ export class RedisEffects {
     at: number,
     holder: GatewayHolder,
     previous: GatewayHolder | null,
-  ): Promise<void> {
+  ): Promise<{ holderLost: boolean }> {
     const cid = session.connectionId;
-    const tx = this.redis
-      .multi()
-      .set(keys.active(cid), markerJson(session, new Date(at).toISOString()), 'EX', this.markerTtlSeconds)
-      .zadd(HEARTBEAT_KEY, at, cid)
-      .hset(keys.gatewayIndex(holder.gatewayId, holder.incarnation), cid, markerTemplate(session));
-    if (previous) tx.hdel(keys.gatewayIndex(previous.gatewayId, previous.incarnation), cid);
-    await tx.exec().then(throwOnFailure);
+    const prev = previous ? keys.gatewayIndex(previous.gatewayId, previous.incarnation) : '';
+    const result = (await this.redis.eval(
+      CONNECT,
+      5,
+      keys.gatewayLost(holder.gatewayId, holder.incarnation),
+      keys.active(cid),
+      HEARTBEAT_KEY,
+      keys.gatewayIndex(holder.gatewayId, holder.incarnation),
+      prev,
+      cid,
+      markerJson(session, new Date(at).toISOString()),
+      this.markerTtlSeconds,
+      at,
+      markerTemplate(session),
+    )) as number;
+    return { holderLost: result === 0 };
+  }
+
+  /** Fan-out, first step: from now on a connect under this incarnation is refused (see CONNECT). */
+  async markLost(holder: GatewayHolder): Promise<void> {
+    await this.redis.set(keys.gatewayLost(holder.gatewayId, holder.incarnation), '1', 'EX', LOST_TTL_S);
   }
 
   /** Close and hard destroy: the session leaves its gateway's index, so no refresh marks it live again. */

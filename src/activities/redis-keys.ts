@@ -17,4 +17,6 @@ export const keys = {
   clientConnections: (appPid: string, clientId: string) => `client:${appPid}:${clientId}:connections`,
   /** Ours: the sessions a gateway incarnation holds, connectionId → marker template (docs/design.md). */
   gatewayIndex: (gatewayId: string, incarnation: string) => `tether:gateway:${gatewayId}:${incarnation}`,
+  /** Ours: set when an incarnation is lost, so a connect racing its fan-out is refused. */
+  gatewayLost: (gatewayId: string, incarnation: string) => `tether:gateway:${gatewayId}:${incarnation}:lost`,
 } as const;

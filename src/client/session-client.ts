@@ -187,7 +187,13 @@ export class SessionClient {
   private async tickOnce(): Promise<void> {
     await this.lease();
     const gateway = this.gateway();
-    await gateway.signal(renewLeaseSignal, { incarnation: this.holder.incarnation });
+    try {
+      await gateway.signal(renewLeaseSignal, { incarnation: this.holder.incarnation });
+    } catch (err) {
+      // The gateway's run ended: its lease lapsed (this process stalled) and its sessions were closed.
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      await this.reacquire();
+    }
     // Only a gap in renewals can have let the lease lapse: then ask (a query costs the server a task).
     const gap = Date.now() - this.lastRenewal;
     this.lastRenewal = Date.now();

@@ -141,8 +141,9 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
 
   async function effect(e: Effect): Promise<void> {
     let rejected: string | undefined;
+    let holderLost = false;
     try {
-      await run[e.kind](e);
+      holderLost = ((await run[e.kind](e)) as { holderLost?: boolean } | undefined)?.holderLost === true;
     } catch (err) {
       // Bad input (an unknown app), not an outage: end the session cleanly instead of failing the run.
       // (A local activity's failure may reach the workflow unwrapped.)
@@ -156,6 +157,6 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
       rejected = cause.message;
     }
     if (e.kind === EffectKind.softDestroy && e.lifetime === m.state.lifetime) metrics.presenceRemoved.add(1);
-    m.done(e, rejected === undefined ? {} : { rejected });
+    m.done(e, rejected === undefined ? { holderLost } : { rejected });
   }
 }

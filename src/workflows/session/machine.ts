@@ -113,7 +113,7 @@ export class SessionMachine {
     if (!msg.ok) return this.drop('gatewayLost', msg);
     const s = this.state;
     const { gatewayId, incarnation, at } = msg.value;
-    const held = s.holder?.gatewayId === gatewayId && s.holder.incarnation === incarnation;
+    const held = s.holder.gatewayId === gatewayId && s.holder.incarnation === incarnation;
     if (s.status !== SessionStatus.connected || !held) {
       s.counts.ignoredGatewayLost++; // moved to another gateway, or already closed
       return;
@@ -153,16 +153,21 @@ export class SessionMachine {
     return { kind: 'wait', until: s.hardDestroyAt!, quiet: false };
   }
 
-  /** An effect's outcome. `rejected`: bad input the effect can never store (an unknown app). */
-  done(effect: Effect, outcome: { rejected?: string } = {}): void {
+  /**
+   * An effect's outcome. `rejected`: bad input the effect can never store (an unknown app);
+   * `holderLost`: the connect found its gateway incarnation already lost and stored nothing.
+   */
+  done(effect: Effect, outcome: { rejected?: string; holderLost?: boolean } = {}): void {
     const s = this.state;
     if (effect.lifetime !== s.lifetime) return; // a reconnect came meanwhile: the new lifetime owes its own
     if (outcome.rejected !== undefined) s.invalidateReason ??= `rejected: ${outcome.rejected}`;
     switch (effect.kind) {
       case EffectKind.connect:
+        // A close may have come while it ran: then the close is owed now.
+        if (s.owed === EffectKind.connect) s.owed = null;
         // A rejected connect stored nothing: its close has no row to record.
-        s.owed = null;
         if (outcome.rejected !== undefined) this.close(s.connectedAt, s.connectedAt, DestroyReason.invalidated, false);
+        else if (outcome.holderLost) this.close(s.connectedAt, s.connectedAt, DestroyReason.gatewayLost, false);
         return;
       case EffectKind.close:
         s.owed = null;
