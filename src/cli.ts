@@ -146,8 +146,14 @@ export function visibilityQuery(filters: { app?: string; client?: string; status
   const parts = ['WorkflowType = "sessionWorkflow"'];
   if (filters.app) parts.push(`AppPid = ${quote(filters.app)}`);
   if (filters.client) parts.push(`ClientId = ${quote(filters.client)}`);
-  if (filters.status) parts.push(`SessionStatus = ${quote(filters.status)}`);
+  if (filters.status) parts.push(statusClause(filters.status));
   return parts.join(' AND ');
+}
+
+/** A destroyed session is a closed run; `SessionStatus` tells the others apart while they run. */
+function statusClause(status: string): string {
+  if (status === SessionStatus.destroyed) return 'ExecutionStatus != "Running"';
+  return `ExecutionStatus = "Running" AND SessionStatus = "${status.replace(/["\\]/g, '')}"`;
 }
 
 export interface Io {
@@ -254,7 +260,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       case 'stats': {
         const base = visibilityQuery(filters);
         for (const status of STATUSES) {
-          const { count } = await client.workflow.count(`${base} AND SessionStatus = "${status}"`);
+          const { count } = await client.workflow.count(`${base} AND ${statusClause(status)}`);
           io.out(`${status}\t${count}`);
         }
         return 0;

@@ -75,7 +75,10 @@ describe('ops CLI command line (node:util parseArgs, strict)', () => {
 
   test('visibility query quotes every value', () => {
     expect(visibilityQuery({ app: 'a"1', client: 'c\\2', status: 'connected' })).toBe(
-      'WorkflowType = "sessionWorkflow" AND AppPid = "a1" AND ClientId = "c2" AND SessionStatus = "connected"',
+      'WorkflowType = "sessionWorkflow" AND AppPid = "a1" AND ClientId = "c2" AND ExecutionStatus = "Running" AND SessionStatus = "connected"',
+    );
+    expect(visibilityQuery({ status: 'destroyed' })).toBe(
+      'WorkflowType = "sessionWorkflow" AND ExecutionStatus != "Running"',
     );
   });
 });
