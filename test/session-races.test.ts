@@ -99,6 +99,8 @@ describe('session races during effects (time-skipping)', () => {
     await env?.teardown();
   });
   afterEach(() => gate.open());
+  // A previous test's skipped time may have let the lease lapse: the tick takes a new one.
+  beforeEach(() => client.tick());
 
   const redis = () => stack.resources.redis;
   const now = () => env.currentTimeMs();

@@ -3,6 +3,8 @@ import {
   checkActive,
   checkConnectionId,
   checkDisconnected,
+  checkGateway,
+  checkGatewayLost,
   checkHeartbeat,
   checkInvalidate,
   checkSession,
@@ -406,6 +408,44 @@ describe('checkInvalidate', () => {
     expect(rejected(checkInvalidate({ reason: 'a\u0000' }))).toEqual({
       field: 'reason',
       reason: 'must not contain a NUL character',
+    });
+  });
+});
+
+describe('checkGateway / checkGatewayLost / checkActive gateway', () => {
+  const GW = { gatewayId: 'gw-1', incarnation: 'inc-1' };
+  it('accepts a gatewayId and an incarnation of up to 255 characters, keeping nothing else', () => {
+    expect(accepted(checkGateway({ ...GW, extra: 1 }))).toEqual(GW);
+    const long = { gatewayId: 'g'.repeat(255), incarnation: 'i'.repeat(255) };
+    expect(accepted(checkGateway(long))).toEqual(long);
+    expect(accepted(checkGatewayLost({ ...GW, at: 5 }))).toEqual({ ...GW, at: 5 });
+    expect(accepted(checkActive({ session: base(), at: 1, gateway: GW })).gateway).toEqual(GW);
+    expect(accepted(checkActive({ session: base(), at: 1 }))).not.toHaveProperty('gateway');
+  });
+  it('rejects the rest, naming the field', () => {
+    expect(rejected(checkGateway(null))).toEqual({ field: 'message', reason: 'must be an object' });
+    expect(rejected(checkGateway({ ...GW, gatewayId: '' }))).toEqual({ field: 'gatewayId', reason: NON_EMPTY });
+    expect(rejected(checkGateway({ ...GW, gatewayId: 'g'.repeat(256) }))).toEqual({
+      field: 'gatewayId',
+      reason: 'must be at most 255 characters',
+    });
+    expect(rejected(checkGateway({ ...GW, incarnation: 'a\u0000b' }))).toEqual({
+      field: 'incarnation',
+      reason: 'must not contain a NUL character',
+    });
+    expect(rejected(checkGatewayLost({ ...GW }))).toEqual({ field: 'at', reason: 'is required' });
+    expect(rejected(checkGatewayLost({ ...GW, at: -1 }))).toEqual({
+      field: 'at',
+      reason: 'must be epoch milliseconds',
+    });
+    expect(rejected(checkGatewayLost('x'))).toEqual({ field: 'message', reason: 'must be an object' });
+    expect(rejected(checkActive({ session: base(), at: 1, gateway: 'gw' }))).toEqual({
+      field: 'gateway',
+      reason: 'must be an object',
+    });
+    expect(rejected(checkActive({ session: base(), at: 1, gateway: { gatewayId: 'g' } }))).toEqual({
+      field: 'gateway.incarnation',
+      reason: NON_EMPTY,
     });
   });
 });
