@@ -3,6 +3,7 @@ import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import type { SessionClient } from '../src/client';
 import type { Session, SessionUser } from '../src/session';
+import type { HarnessGateway } from './gateways';
 import type { Rng } from './util';
 
 export const SCENARIOS = [
@@ -21,6 +22,7 @@ export const SCENARIOS = [
   'ownership',
   'long-lived',
   'probe',
+  'gateway-kill',
 ] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
@@ -60,6 +62,11 @@ export interface Tracked {
   userTargets: string[];
   /** What the run must end with for it. */
   expect: 'destroyed' | 'live' | 'rejected';
+  /**
+   * The gateway process (its SessionClient) holding the socket, when not the harness's main one:
+   * the forgetful gateway of `silent`, or a gateway of the `gateway-kill` fault.
+   */
+  via?: SessionClient;
   /** The gateway considers the socket open. */
   connected: boolean;
   /** A destroy may have completed at some point (so `disconnectedAt` may be set while live). */
@@ -78,7 +85,15 @@ export interface Tracked {
 export interface ChaosContext {
   temporal: Client;
   connection: Connection;
+  /** The harness's main gateway process: one SessionClient (one incarnation) for the whole run. */
   sessions: SessionClient;
+  /**
+   * A gateway that lives (its lease is renewed) but forgot its sockets: it never sends their
+   * heartbeats, so its sessions close by liveness (the `silent` scenario).
+   */
+  forgetful: HarnessGateway;
+  /** Gateway processes started by faults (new incarnations), closed at the end of the run. */
+  gateways: SessionClient[];
   redis: Redis;
   pg: Pool;
   apps: App[];

@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { keys } from '../src/activities/redis-keys';
-import { ConnectionOwnershipError, HeartbeatOutcome, InvalidSessionInputError } from '../src/client';
+import {
+  ConnectionOwnershipError,
+  HeartbeatOutcome,
+  InvalidSessionInputError,
+  type SessionClient,
+} from '../src/client';
 import type { Session, SessionUser } from '../src/session';
 import { sessionWorkflowId, stateQuery, type SessionView } from '../src/workflows/messages';
 import { count, violate, type ChaosContext, type Scenario, type Tracked } from './context';
@@ -93,9 +98,14 @@ export class Conn {
     return this.t.session.connectionId;
   }
 
+  /** The gateway process (SessionClient) holding the socket: the harness's own unless set on the tracked. */
+  get gateway(): SessionClient {
+    return this.t.via ?? this.ctx.sessions;
+  }
+
   /** Socket open: `connected`, then the gateway's own writes (rooms, subscriptions, presence). */
   async open(opts: { pong?: boolean; seed?: boolean } = {}): Promise<void> {
-    await gw(this.ctx, 'connected', () => this.ctx.sessions.connected(this.t.session));
+    await gw(this.ctx, 'connected', () => this.gateway.connected(this.t.session));
     this.connectedAt = Date.now();
     this.t.connected = true;
     count(this.ctx, 'calls:connected');
@@ -117,7 +127,7 @@ export class Conn {
     this.t.connected = false;
     const socketId = opts.socketId ?? this.t.session.socketId;
     const sent = await gw(this.ctx, 'disconnected', () =>
-      this.ctx.sessions.disconnected({ connectionId: this.cid, socketId }),
+      this.gateway.disconnected({ connectionId: this.cid, socketId }),
     );
     count(this.ctx, 'calls:disconnected');
     if (opts.final !== false) this.t.destroyDueAt = Date.now() + 4 * this.ctx.idleMs;
@@ -177,7 +187,7 @@ export class Conn {
         });
         if (stopped) break;
         try {
-          const outcome = await gw(this.ctx, 'heartbeat', () => this.ctx.sessions.heartbeat(this.cid));
+          const outcome = await gw(this.ctx, 'heartbeat', () => this.gateway.heartbeat(this.cid));
           count(this.ctx, `pong:${outcome}`);
           if (outcome === HeartbeatOutcome.unknownSession && !stopped) {
             // The gateway holds an open, ponging socket and the service forgot it: state was lost.
@@ -189,7 +199,7 @@ export class Conn {
               await sessionTrace(this.ctx, this.cid),
             );
             this.t.mayHaveBeenDestroyed = true;
-            await gw(this.ctx, 'connected', () => this.ctx.sessions.connected(this.t.session));
+            await gw(this.ctx, 'connected', () => this.gateway.connected(this.t.session));
             await this.seed();
           }
         } catch (err) {

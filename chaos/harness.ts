@@ -12,12 +12,13 @@ import { createPgPool } from '../src/resources';
 import { seedUser } from '../test/helpers/stack';
 import { BroadcastRecorder, type Broadcast } from './broadcasts';
 import { count, violate, type App, type ChaosContext, type Scenario, type SeededUser, type Tracked } from './context';
-import { describeStatus, newTracked } from './driver';
+import { describeStatus, gw, newTracked, type Conn } from './driver';
 import { checkFinalSessions, checkHistories, checkUsers, settle, verifyLive, type HistoryStats } from './invariants';
 import { fuzzClient, fuzzRawSignals, type ClientFuzzResult, type FuzzBase, type RawFuzzResult } from './malformed';
 import { serviceOf, type ChaosOptions, type FaultKind } from './options';
 import { buildReport, type ChaosReport, type FaultRecord } from './report';
-import { CHURN_WEIGHTS, longLived, runScenario } from './scenarios';
+import { GATEWAY_LOST_SLACK_MS, HarnessGateway, gatewayKill } from './gateways';
+import { CHURN_WEIGHTS, SILENT_FORWARD_MS, longLived, runScenario } from './scenarios';
 import { Services } from './services';
 import { ChaosTemporalServer } from './temporal-server';
 import { Rng, errorText, freePort, mapLimit, sleep, uniqueId } from './util';
@@ -160,6 +161,9 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
       temporal,
       connection,
       sessions,
+      // set right below (it needs the context)
+      forgetful: undefined as unknown as HarnessGateway,
+      gateways: [],
       redis,
       pg,
       apps,
@@ -175,6 +179,11 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
       signal: aborter.signal,
       log: stamp,
     };
+    c.forgetful = new HarnessGateway(c, `chaos-${taskQueue}-forgetful`, {
+      forgetful: true,
+      heartbeatForwardIntervalMs: SILENT_FORWARD_MS(opts.idleMs),
+    });
+    c.forgetful.start();
     ctx = c;
     const sup = supervisor;
     const srv = server;
@@ -242,6 +251,13 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
         rng,
         outagesRun,
         signal: aborter.signal,
+        gatewayKills: faults.filter((f) => f.kind === 'gateway-kill').length,
+        onMoved: (conns) => {
+          for (const conn of conns) {
+            live.push(conn.t);
+            longLived.set(conn.t, conn);
+          }
+        },
       });
       faults.push(record);
       const recovery = await measureRecovery(c, record, kind);
@@ -263,6 +279,9 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
       const conn = longLived.get(t);
       if (conn) await conn.close();
     }
+    // Every gateway process shuts down cleanly: the leases are released (their runs then complete).
+    await c.forgetful.close();
+    for (const g of [...c.gateways, sessions]) await gw(c, 'close', () => g.close());
 
     phase('settle');
     stillRunning = await settle(c, 4 * opts.idleMs + 120_000);
@@ -305,6 +324,8 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
     clearTimeout(runTimer);
     outer?.removeEventListener('abort', onOuterAbort);
     aborter.abort();
+    await ctx?.forgetful?.kill().catch(() => undefined);
+    for (const g of [...(ctx?.gateways ?? []), ...(ctx ? [ctx.sessions] : [])]) await g.close().catch(() => undefined);
     const restored = await services.restoreAll();
     if (restored.length) notes.push(`services restored at the end: ${restored.join(', ')}`);
     await supervisor?.stop().catch(() => undefined);
@@ -358,6 +379,10 @@ interface FaultDeps {
   rng: Rng;
   outagesRun: { kind: string; from: string; to: string }[];
   signal: AbortSignal;
+  /** gateway-kill faults run before this one (each kills a gateway of its own). */
+  gatewayKills: number;
+  /** The sessions a gateway-kill reconnected: kept open, checked and closed at the end of the run. */
+  onMoved: (conns: Conn[]) => void;
 }
 
 function pendingDestroys(c: ChaosContext): number {
@@ -380,7 +405,7 @@ async function injectFault(kind: FaultKind, d: FaultDeps): Promise<FaultRecord> 
   };
   stamp(`fault ${kind} …`);
   count(c, 'checked:fault-injected');
-  if (opts.noWorker && kind.startsWith('worker-kill')) {
+  if (opts.noWorker && (kind.startsWith('worker-kill') || kind === 'gateway-kill')) {
     rec.detail = 'skipped: --no-worker';
     violate(c, 'fault-injected', kind, 'no worker to kill (--no-worker)');
     return rec;
@@ -447,6 +472,17 @@ async function injectFault(kind: FaultKind, d: FaultDeps): Promise<FaultRecord> 
         from: new Date(o.stoppedAt).toISOString(),
         to: new Date(o.upAt).toISOString(),
       });
+      break;
+    }
+    case 'gateway-kill': {
+      rec.pendingDestroysAtFault = pendingDestroys(c);
+      const r = await gatewayKill(c, d.gatewayKills, opts.gatewayKillSessions);
+      d.onMoved(r.movedConns);
+      rec.at = r.killedAt;
+      rec.restoredAt = r.restoredAt;
+      rec.downMs = r.restoredAt - r.killedAt;
+      rec.detail = `${r.detail}; last lost session destroyed ${r.allDestroyedMs ?? 'NOT'} ms after the kill (bound ${4 * opts.idleMs + GATEWAY_LOST_SLACK_MS} ms)`;
+      rec.gateway = { lost: r.lost, moved: r.moved, allDestroyedMs: r.allDestroyedMs, lastRenewalAt: r.lastRenewalAt };
       break;
     }
     case 'temporal-restart': {

@@ -44,6 +44,13 @@ async function liveProblems(ctx: ChaosContext, t: Tracked): Promise<Problems> {
   if (st.status !== 'connected') p.wrong.push(`state ${st.status}`);
   if (st.socketId !== t.session.socketId)
     p.wrong.push(`socket ${st.socketId} is not the current ${t.session.socketId}`);
+  // Held by the gateway incarnation that connected it, and in that incarnation's index (so that its
+  // renewals keep refreshing the marker: no heartbeat signal is sent for that).
+  const holder = (t.via ?? ctx.sessions).holder;
+  const inIndex = await ctx.redis.hexists(keys.gatewayIndex(holder.gatewayId, holder.incarnation), cid);
+  if (st.holder?.gatewayId !== holder.gatewayId || st.holder.incarnation !== holder.incarnation)
+    p.unsettled.push(`held by ${JSON.stringify(st.holder)}, not ${JSON.stringify(holder)}`);
+  if (inIndex !== 1) p.unsettled.push(`not in the index of its gateway incarnation ${holder.incarnation}`);
 
   const r = ctx.redis.pipeline();
   r.hkeys(keys.rooms(cid));
@@ -126,9 +133,15 @@ async function liveProblems(ctx: ChaosContext, t: Tracked): Promise<Problems> {
  * The session is live and keeps everything: polled until it holds (effects land late under faults,
  * and an unsettled workflow may still be running a destroy), else a violation.
  */
-export async function verifyLive(ctx: ChaosContext, t: Tracked, why: string, timeoutMs = 90_000): Promise<boolean> {
+export async function verifyLive(
+  ctx: ChaosContext,
+  t: Tracked,
+  why: string,
+  timeoutMs = 90_000,
+  invariant = 'live-session-kept',
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  count(ctx, 'checked:live-session-kept');
+  count(ctx, `checked:${invariant}`);
   let last: Problems | undefined;
   let lastError: string | undefined;
   let polls = 0;
@@ -150,7 +163,7 @@ export async function verifyLive(ctx: ChaosContext, t: Tracked, why: string, tim
   const detail = lastError ?? [...(last?.wrong ?? []), ...(last?.unsettled ?? [])].join('; ');
   violate(
     ctx,
-    'live-session-kept',
+    invariant,
     t.session.connectionId,
     `${t.scenario} (${why}): ${detail}`,
     await sessionTrace(ctx, t.session.connectionId),

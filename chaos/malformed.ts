@@ -418,6 +418,8 @@ function rawCases(ctx: ChaosContext, target: Tracked, b: FuzzBase): fc.Arbitrary
     return { ...s, appPid: b.otherAppPid, connectionId, uid: connectionId, socketId: randomUUID() };
   })();
   const now = Date.now();
+  // The target's real holder: an `active` broken in one field only is dropped for that field.
+  const gateway = (target.via ?? ctx.sessions).holder;
   const notUuid = binary().filter((x) => !UUID.test(x));
   const badReason = fc.oneof(
     fc.constant(''),
@@ -451,7 +453,7 @@ function rawCases(ctx: ChaosContext, target: Tracked, b: FuzzBase): fc.Arbitrary
       arb.map((m) => ({
         workflow: 'session' as const,
         name: 'active',
-        args: [{ session: m.session, at: now }],
+        args: [{ session: m.session, at: now, gateway }],
         what: `active(${m.what})`,
         broken: `session: ${m.what}`,
       })),
@@ -459,20 +461,20 @@ function rawCases(ctx: ChaosContext, target: Tracked, b: FuzzBase): fc.Arbitrary
     one(
       'active',
       'at not epoch ms',
-      badNumber.map((at) => ({ session: { ...s, socketId: randomUUID() }, at })),
+      badNumber.map((at) => ({ session: { ...s, socketId: randomUUID() }, at, gateway })),
     ),
     // Valid shapes that are not this workflow's: another app's connection, another uid.
     one(
       'active',
       'another connection',
-      fc.constant(null).map(() => ({ session: otherApp, at: now })),
+      fc.constant(null).map(() => ({ session: otherApp, at: now, gateway })),
     ),
     one(
       'active',
       'another uid',
       unicode()
         .filter((uid) => uid !== s.uid)
-        .map((uid) => ({ session: { ...s, uid, socketId: randomUUID() }, at: now })),
+        .map((uid) => ({ session: { ...s, uid, socketId: randomUUID() }, at: now, gateway })),
     ),
     one(
       'disconnected',
@@ -504,11 +506,29 @@ function rawCases(ctx: ChaosContext, target: Tracked, b: FuzzBase): fc.Arbitrary
       fc.record({ connectionId: fc.constant(s.connectionId), socketId: fc.constant(s.socketId), at: badNumber }),
     ),
     one('heartbeat', 'at not epoch ms', fc.record({ at: badNumber })),
+    // gatewayLost naming the target's holder with one field broken: dropped, never a close.
+    one(
+      'gatewayLost',
+      'no at',
+      fc.constant(null).map(() => ({ ...gateway })),
+    ),
+    one(
+      'gatewayLost',
+      'at not epoch ms',
+      badNumber.map((at) => ({ ...gateway, at })),
+    ),
+    one(
+      'gatewayLost',
+      'incarnation empty, not a string or with NUL',
+      fc
+        .oneof(fc.constant(''), wrongType, fc.constant(`${gateway.incarnation}\u0000`))
+        .map((incarnation) => ({ gatewayId: gateway.gatewayId, incarnation, at: now })),
+    ),
     one('invalidate', 'reason empty, not a string or over 1024', fc.record({ reason: badReason })),
     one(
       'active',
       'keyId over 255 or with NUL',
-      huge.map((k) => ({ session: { ...s, keyId: k, socketId: randomUUID() }, at: now })),
+      huge.map((k) => ({ session: { ...s, keyId: k, socketId: randomUUID() }, at: now, gateway })),
     ),
     // Wrong arity.
     fc

@@ -7,7 +7,8 @@ export type FaultKind =
   | 'redis-outage'
   | 'postgres-outage'
   | 'rabbitmq-outage'
-  | 'temporal-restart';
+  | 'temporal-restart'
+  | 'gateway-kill';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'worker-kill',
@@ -16,6 +17,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'postgres-outage',
   'rabbitmq-outage',
   'temporal-restart',
+  'gateway-kill',
 ];
 
 export interface ChaosOptions {
@@ -35,6 +37,8 @@ export interface ChaosOptions {
   /** Quiet time before each fault (churn builds up pending destroys). */
   faultGapMs: number;
   longLived: number;
+  /** Sessions held by the gateway each `gateway-kill` fault kills. */
+  gatewayKillSessions: number;
   clientFuzzRuns: number;
   rawFuzzRuns: number;
   seed: number;
@@ -76,9 +80,11 @@ export function defaults(mode: 'quick' | 'full'): ChaosOptions {
         'postgres-outage',
         'rabbitmq-outage',
         'temporal-restart',
+        'gateway-kill',
       ],
       faultGapMs: 4_000,
       longLived: 8,
+      gatewayKillSessions: 16,
       clientFuzzRuns: 300,
       rawFuzzRuns: 120,
       maxRunMs: 15 * 60_000,
@@ -102,10 +108,13 @@ export function defaults(mode: 'quick' | 'full'): ChaosOptions {
       'rabbitmq-outage',
       'worker-kill-mid-destroy',
       'temporal-restart',
+      'gateway-kill',
       'worker-kill',
+      'gateway-kill',
     ],
     faultGapMs: 8_000,
     longLived: 20,
+    gatewayKillSessions: 40,
     clientFuzzRuns: 2_000,
     rawFuzzRuns: 500,
     maxRunMs: 60 * 60_000,
@@ -123,10 +132,12 @@ export function serviceOf(kind: FaultKind): ServiceKind | undefined {
 
 const USAGE = `npm run chaos -- [--quick] [--sessions N] [--concurrency N] [--idle-ms MS] [--outage-ms MS]
                     [--temporal-down-ms MS] [--faults a,b,...] [--seed N] [--long-lived N]
-                    [--client-fuzz N] [--raw-fuzz N] [--results-dir DIR] [--no-worker]
+                    [--client-fuzz N] [--raw-fuzz N] [--gateway-kill-sessions N]
+                    [--results-dir DIR] [--no-worker]
 --sessions 0: no session at all (no churn; no long-lived sessions or faults unless given)
 --no-worker: never start the worker (the run must fail, naming what it did not observe)
-faults: worker-kill, worker-kill-mid-destroy, redis-outage, postgres-outage, rabbitmq-outage, temporal-restart`;
+faults: worker-kill, worker-kill-mid-destroy, redis-outage, postgres-outage, rabbitmq-outage, temporal-restart,
+        gateway-kill`;
 
 export function parseArgs(argv: string[]): ChaosOptions {
   const mode = argv.includes('--quick') ? 'quick' : 'full';
@@ -186,6 +197,9 @@ export function parseArgs(argv: string[]): ChaosOptions {
         break;
       case '--raw-fuzz':
         o.rawFuzzRuns = n();
+        break;
+      case '--gateway-kill-sessions':
+        o.gatewayKillSessions = Math.max(2, n());
         break;
       case '--results-dir':
         o.resultsDir = path.resolve(v);

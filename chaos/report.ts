@@ -13,6 +13,8 @@ export interface FaultRecord {
   pendingDestroysAtFault: number;
   detail: string;
   victim?: string;
+  /** gateway-kill: sessions left to the lease, reconnected, and kill → last lost session destroyed. */
+  gateway?: { lost: number; moved: number; allDestroyedMs: number | null; lastRenewalAt: number };
   /** A new session effective (marker + row) this long after the restore. */
   probeMs: number | null;
   /** Destroys that fell due before the restore all done this long after it. */
@@ -42,6 +44,10 @@ export const INVARIANTS: Record<string, string> = {
   'scenario-completed': 'every scenario script ran to its end',
   recovered: 'the system recovered from every fault within 120 s',
   'fault-injected': 'every fault could be injected',
+  'gateway-lost-destroyed':
+    'gateway-kill: every session only the killed incarnation held closed as gateway-lost at its last renewal and destroyed (marker, score, keys, presence, disconnectedAt) within 4 × idle + 10 s of the kill',
+  'gateway-moved-kept':
+    'gateway-kill: every session reconnected through the new incarnation live, held by it and in its index, marker present',
   'run-completed': 'the harness ran to its end',
 };
 
@@ -153,6 +159,9 @@ export function buildReport(a: {
     rawSignalsSent: a.rawFuzz?.sent ?? 0,
     faultsPlanned: a.opts.faults.length,
     faultsRun: a.faults.length,
+    gatewayKillsPlanned: a.opts.faults.filter((f) => f === 'gateway-kill').length,
+    gatewayLostSessions: a.faults.reduce((n, f) => n + (f.gateway?.lost ?? 0), 0),
+    gatewayMovedSessions: a.faults.reduce((n, f) => n + (f.gateway?.moved ?? 0), 0),
     checked,
   };
   const required = new Set(requiredInvariants(observations));

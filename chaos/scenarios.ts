@@ -6,6 +6,9 @@ import { Conn, SOFT_MS, awaitClosed, describeStatus, gw, newTracked, queryState,
 import { verifyLive } from './invariants';
 import { errorText, sleep } from './util';
 
+/** The forgetful gateway's heartbeat forward interval: liveness is 3 × this. */
+export const SILENT_FORWARD_MS = (idleMs: number) => 2 * idleMs;
+
 /** How often each scenario is drawn for the churn. */
 export const CHURN_WEIGHTS: Partial<Record<Scenario, number>> = {
   simple: 30,
@@ -23,7 +26,7 @@ export const CHURN_WEIGHTS: Partial<Record<Scenario, number>> = {
   ownership: 3,
 };
 
-function shapeFor(ctx: ChaosContext, scenario: Scenario): SessionShape {
+export function shapeFor(ctx: ChaosContext, scenario: Scenario): SessionShape {
   const { rng } = ctx;
   if (scenario === 'unknown-app') return { appPid: ctx.unknownAppPid };
   const shape: SessionShape = {};
@@ -216,9 +219,13 @@ export async function runScenario(ctx: ChaosContext, scenario: Scenario, t?: Tra
         break;
       }
       case 'silent': {
-        // Open, then nothing: no pong, no close. Liveness closes it at its last sign of life.
+        // A socket its gateway forgot (a close that never went out): the gateway lives and renews
+        // its lease, but sends no heartbeat for it. Liveness (3 × that gateway's forward interval)
+        // closes it at its last sign of life. (A socket a gateway still holds gets a heartbeat every
+        // forward interval whether it pongs or not, so it never expires: contract §7.8.)
+        t.via = ctx.forgetful.client;
         await c.open({ pong: false });
-        t.destroyDueAt = Date.now() + 2 * hardMs;
+        t.destroyDueAt = Date.now() + 3 * SILENT_FORWARD_MS(idleMs) + hardMs;
         break;
       }
       case 'invalidate': {

@@ -1,3 +1,4 @@
+import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { sessionWorkflowId } from '../src/workflows/messages';
 import type { ChaosContext } from './context';
@@ -7,8 +8,9 @@ const EventType = temporal.api.enums.v1.EventType;
 
 /**
  * What the server recorded for one connection, every run, one short line per event that matters
- * (signals, activities, timers, the end): attached to a violation so that its cause can be read
- * from the report instead of re-running the seed.
+ * (signals, local activities — the session's four effects, recorded as `MarkerRecorded` events —,
+ * regular activities, timers, search attribute upserts, the end): attached to a violation so that
+ * its cause can be read from the report instead of re-running the seed.
  */
 export async function sessionTrace(ctx: ChaosContext, connectionId: string): Promise<string[]> {
   const lines: string[] = [];
@@ -46,8 +48,18 @@ function describeEvent(e: temporal.api.history.v1.IHistoryEvent, activityType: M
   switch (e.eventType) {
     case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
       return 'started';
-    case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-      return `signal ${e.workflowExecutionSignaledEventAttributes?.signalName ?? '?'}`;
+    case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: {
+      const a = e.workflowExecutionSignaledEventAttributes;
+      return `signal ${a?.signalName ?? '?'}${signalDetail(a?.signalName, a?.input?.payloads?.[0])}`;
+    }
+    case EventType.EVENT_TYPE_MARKER_RECORDED:
+      return localActivity(e.markerRecordedEventAttributes);
+    case EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES: {
+      const fields = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields ?? {};
+      return `upsert ${Object.entries(fields)
+        .map(([k, p]) => `${k}=${JSON.stringify(decode(p) ?? '?')}`)
+        .join(' ')}`;
+    }
     case EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: {
       const name = e.activityTaskScheduledEventAttributes?.activityType?.name ?? '?';
       activityType.set(String(e.eventId), name);
@@ -78,6 +90,47 @@ function describeEvent(e: temporal.api.history.v1.IHistoryEvent, activityType: M
     default:
       return null;
   }
+}
+
+type Payload = temporal.api.common.v1.IPayload;
+
+function decode(p: Payload | null | undefined): unknown {
+  if (!p) return undefined;
+  try {
+    return defaultPayloadConverter.fromPayload(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The parts of a signal that tell one lifecycle from another: socket, holder, time. */
+function signalDetail(name: string | null | undefined, p: Payload | null | undefined): string {
+  const v = decode(p) as Record<string, unknown> | undefined;
+  if (!v || typeof v !== 'object') return '';
+  const short = (x: unknown) => (typeof x === 'string' ? x.slice(0, 8) : '?');
+  const at = typeof v.at === 'number' ? ` at ${new Date(v.at).toISOString().slice(11, 23)}` : '';
+  switch (name) {
+    case 'active': {
+      const s = v.session as { socketId?: unknown } | undefined;
+      const g = v.gateway as { incarnation?: unknown } | undefined;
+      return ` socket ${short(s?.socketId)} via ${short(g?.incarnation)}${at}`;
+    }
+    case 'disconnected':
+      return ` socket ${short(v.socketId)}${at}`;
+    case 'gatewayLost':
+      return ` incarnation ${short(v.incarnation)}${at}`;
+    default:
+      return at;
+  }
+}
+
+/** A local activity's `MarkerRecorded`: its type, attempt, and failure if it failed. */
+function localActivity(a: temporal.api.history.v1.IMarkerRecordedEventAttributes | null | undefined): string {
+  const data = decode(a?.details?.data?.payloads?.[0]) as { activity_type?: string; attempt?: number } | undefined;
+  const name = data?.activity_type ?? a?.markerName ?? '?';
+  const attempt = data?.attempt && data.attempt > 1 ? ` (attempt ${data.attempt})` : '';
+  const failure = a?.failure ? `: failed: ${a.failure.message ?? ''}` : '';
+  return `local ${name}${attempt}${failure}`;
 }
 
 type Stamp = { seconds?: unknown; nanos?: number | null } | null | undefined;

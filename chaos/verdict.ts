@@ -32,6 +32,10 @@ export interface Observations {
   rawSignalsSent: number;
   faultsPlanned: number;
   faultsRun: number;
+  /** `gateway-kill` faults planned, and sessions their killed gateways held that were left to the lease / reconnected. */
+  gatewayKillsPlanned: number;
+  gatewayLostSessions: number;
+  gatewayMovedSessions: number;
   /** `checked` of every invariant of the report. */
   checked: Record<string, number>;
 }
@@ -47,6 +51,7 @@ export function requiredInvariants(o: Observations): string[] {
   if (o.clientFuzzPlanned > 0) req.push('malformed-rejected-typed');
   if (o.rawFuzzPlanned > 0) req.push('raw-signals-dropped');
   if (o.faultsPlanned > 0) req.push('fault-injected', 'recovered');
+  if (o.gatewayKillsPlanned > 0) req.push('gateway-lost-destroyed', 'gateway-moved-kept');
   return req;
 }
 
@@ -74,6 +79,10 @@ export function missingEvidence(o: Observations): string[] {
   if (o.clientFuzzPlanned > 0 && o.clientFuzzCalls === 0) out.push('no malformed client call made (client calls: 0)');
   if (o.rawFuzzPlanned > 0 && o.rawSignalsSent === 0) out.push('no raw malformed signal sent (raw signals sent: 0)');
   if (o.faultsRun < o.faultsPlanned) out.push(`only ${o.faultsRun} of ${o.faultsPlanned} faults ran`);
+  if (o.gatewayKillsPlanned > 0 && o.gatewayLostSessions === 0)
+    out.push('no session held by a killed gateway was left to its lease (gateway-lost sessions: 0)');
+  if (o.gatewayKillsPlanned > 0 && o.gatewayMovedSessions === 0)
+    out.push('no session of a killed gateway reconnected through its new incarnation (moved sessions: 0)');
   for (const name of requiredInvariants(o))
     if ((o.checked[name] ?? 0) === 0) out.push(`invariant ${name} checked nothing (checked: 0)`);
   return out;

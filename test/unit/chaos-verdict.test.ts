@@ -26,6 +26,8 @@ const ALL_INVARIANTS = [
   'scenario-completed',
   'recovered',
   'fault-injected',
+  'gateway-lost-destroyed',
+  'gateway-moved-kept',
   'run-completed',
 ];
 
@@ -49,8 +51,11 @@ function healthy(): Observations {
     clientFuzzCalls: 300,
     rawFuzzPlanned: 120,
     rawSignalsSent: 110,
-    faultsPlanned: 6,
-    faultsRun: 6,
+    faultsPlanned: 7,
+    faultsRun: 7,
+    gatewayKillsPlanned: 1,
+    gatewayLostSessions: 9,
+    gatewayMovedSessions: 7,
     checked: Object.fromEntries(ALL_INVARIANTS.map((n) => [n, 10])),
   };
 }
@@ -70,7 +75,7 @@ describe('chaos verdict: evidence required', () => {
       userEdgeBroadcasts: 0,
       presenceLeaves: 0,
       broadcastsRead: 0,
-      faultsRun: 6,
+      faultsRun: 7,
       checked: { ...healthy().checked, 'worker-no-crash': 0 },
     };
     const missing = missingEvidence(o);
@@ -104,6 +109,9 @@ describe('chaos verdict: evidence required', () => {
       rawSignalsSent: 0,
       faultsPlanned: 0,
       faultsRun: 0,
+      gatewayKillsPlanned: 0,
+      gatewayLostSessions: 0,
+      gatewayMovedSessions: 0,
       checked: {
         ...Object.fromEntries(ALL_INVARIANTS.map((n) => [n, 0])),
         'malformed-rejected-typed': 300,
@@ -143,8 +151,11 @@ describe('chaos verdict: evidence required', () => {
       clientFuzzCalls: 0,
       rawFuzzPlanned: 120,
       rawSignalsSent: 0,
-      faultsPlanned: 6,
+      faultsPlanned: 7,
       faultsRun: 0,
+      gatewayKillsPlanned: 1,
+      gatewayLostSessions: 0,
+      gatewayMovedSessions: 0,
       checked: {},
     };
     const missing = missingEvidence(empty);
@@ -155,7 +166,9 @@ describe('chaos verdict: evidence required', () => {
       'workflow executions were never listed',
       'no malformed client call made (client calls: 0)',
       'no raw malformed signal sent (raw signals sent: 0)',
-      'only 0 of 6 faults ran',
+      'only 0 of 7 faults ran',
+      'no session held by a killed gateway was left to its lease (gateway-lost sessions: 0)',
+      'invariant gateway-lost-destroyed checked nothing (checked: 0)',
       'invariant run-completed checked nothing (checked: 0)',
     ])
       expect(missing).toContain(want);
@@ -166,6 +179,18 @@ describe('chaos verdict: evidence required', () => {
       'session workflow executions listed (289) fewer than tracked sessions that started one (290)',
     ]);
     expect(missingEvidence({ ...healthy(), sessionExecutions: 290 })).toEqual([]);
+  });
+
+  it('a gateway-kill fault needs sessions left to the lease and sessions reconnected, both checked', () => {
+    expect(missingEvidence({ ...healthy(), gatewayLostSessions: 0 })).toEqual([
+      'no session held by a killed gateway was left to its lease (gateway-lost sessions: 0)',
+    ]);
+    expect(missingEvidence({ ...healthy(), gatewayMovedSessions: 0 })).toEqual([
+      'no session of a killed gateway reconnected through its new incarnation (moved sessions: 0)',
+    ]);
+    const o = healthy();
+    expect(requiredInvariants(o)).toEqual(expect.arrayContaining(['gateway-lost-destroyed', 'gateway-moved-kept']));
+    expect(requiredInvariants({ ...o, gatewayKillsPlanned: 0 })).not.toContain('gateway-lost-destroyed');
   });
 
   it('edges without broadcasts, or broadcasts without edges, fail', () => {
