@@ -176,14 +176,14 @@ export class Driver {
         event.conn.session = { ...event.conn.session, socketId: event.socketId };
         event.conn.gateway = event.gateway;
         event.conn.openSocket = event.socketId;
-        await this.target.connected(event.conn.session, startedAt);
+        await this.target.connected(event.conn.session, startedAt, event.gateway);
         await this.writes.join(event.conn);
       } else if (event.kind === 'pong') {
-        heartbeat = await this.target.heartbeat(event.conn.connectionId, startedAt);
+        heartbeat = await this.target.heartbeat(event.conn.connectionId, startedAt, event.conn.gateway);
         if (heartbeat.unknownSession) {
           // As a gateway does: the socket is open, so register it again (and count the surprise).
           this.stats.unknownSessions++;
-          await this.target.connected(event.conn.session, Date.now());
+          await this.target.connected(event.conn.session, Date.now(), event.conn.gateway);
         }
       } else {
         if (event.conn.openSocket === event.socketId) event.conn.openSocket = null;

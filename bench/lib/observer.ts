@@ -352,3 +352,81 @@ async function scanAll(redis: Redis, match: string): Promise<string[]> {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Of these connections, those whose `session:{cid}:active` marker is missing (pipelined EXISTS). */
+export async function missingMarkers(redis: Redis, cids: readonly string[], chunk = 5000): Promise<string[]> {
+  const missing: string[] = [];
+  for (let i = 0; i < cids.length; i += chunk) {
+    const part = cids.slice(i, i + chunk);
+    const p = redis.pipeline();
+    for (const cid of part) p.exists(activeKey(cid));
+    const results = (await p.exec()) ?? [];
+    part.forEach((cid, j) => {
+      const [err, n] = results[j] ?? [null, 0];
+      if (err || n !== 1) missing.push(cid);
+    });
+  }
+  return missing;
+}
+
+export interface MarkerCheck {
+  /** Epoch ms the check started. */
+  at: number;
+  checked: number;
+  missing: number;
+  /** How long the pipelined EXISTS took, ms. */
+  tookMs: number;
+  examples: string[];
+}
+
+/**
+ * Every `everyMs`, checks that every live session (`live()`: connected and not closed when the
+ * check starts) has its active marker. Checks are kept for the figures.
+ */
+export class MarkerWatch {
+  readonly checks: MarkerCheck[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly live: () => string[],
+    readonly everyMs: number,
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => void this.check(), this.everyMs);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One check now (skipped while the previous one still runs). */
+  check(): Promise<void> {
+    this.running ??= (async () => {
+      const at = Date.now();
+      const cids = this.live();
+      try {
+        const missing = await missingMarkers(this.redis, cids);
+        this.checks.push({
+          at,
+          checked: cids.length,
+          missing: missing.length,
+          tookMs: Date.now() - at,
+          examples: missing.slice(0, 3),
+        });
+      } catch (err) {
+        process.stderr.write(`[markers] check failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      }
+    })().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  /** Checks since `from` (epoch ms). */
+  since(from: number): MarkerCheck[] {
+    return this.checks.filter((c) => c.at >= from);
+  }
+}

@@ -11,6 +11,7 @@ import { Driver, type DriverHooks, type DriverStats } from './driver';
 import { auditClean, Observer, sleep } from './observer';
 import { summary } from './stats';
 import { WorkerChild } from './stack';
+import type { SessionClientOptions } from '../../src/client';
 import { TetherTarget } from './target';
 import { DEFAULT_SHAPE, GatewayWrites, randomId, TraceGenerator, type SimConnection, type TraceShape } from './trace';
 
@@ -71,6 +72,8 @@ export interface SessionRunOptions {
   users: number;
   shape?: TraceShape;
   maxInFlight?: number;
+  /** SessionClient options passed through (e.g. a shorter heartbeat forward interval). */
+  client?: Pick<SessionClientOptions, 'heartbeatForwardIntervalMs' | 'maxHistoryEvents' | 'autoTick'>;
 }
 
 export class SessionRun {
@@ -85,6 +88,7 @@ export class SessionRun {
     readonly observer: Observer,
     readonly worker: WorkerChild,
     readonly idleTimeoutMs: number,
+    readonly taskQueue: string,
     /** Set by the scenario (`run.hooks.done = …`); called for every finished call. */
     readonly hooks: DriverHooks,
   ) {}
@@ -103,10 +107,12 @@ export class SessionRun {
     });
     if (worker.pid) ctx.workerPids.add(worker.pid);
     const gen = new TraceGenerator(appPid, opts.idleTimeoutMs, users, opts.shape ?? DEFAULT_SHAPE, ctx.seed);
+    // One SessionClient per simulated gateway (trace gateway k: gatewayId bench-<queue>-k).
     const target = new TetherTarget(ctx.env.client, {
+      ...opts.client,
       taskQueue,
       idleTimeoutMs: opts.idleTimeoutMs,
-      gatewayId: `bench-${taskQueue}`,
+      gatewayPrefix: `bench-${taskQueue}`,
     });
     const observer = new Observer(ctx.redis, ctx.pg);
     // The driver calls whatever hooks the scenario sets on the run later.
@@ -120,7 +126,19 @@ export class SessionRun {
       },
       opts.maxInFlight,
     );
-    return new SessionRun(ctx, appPid, users, gen, target, driver, observer, worker, opts.idleTimeoutMs, hooks);
+    return new SessionRun(
+      ctx,
+      appPid,
+      users,
+      gen,
+      target,
+      driver,
+      observer,
+      worker,
+      opts.idleTimeoutMs,
+      taskQueue,
+      hooks,
+    );
   }
 
   connection(gateway: number): SimConnection {
@@ -166,6 +184,8 @@ export class SessionRun {
         ),
       );
       await driver.drained();
+      // The gateways shut down cleanly once their closes went out: every lease released.
+      await this.target.close();
       let destroyed = 0;
       const seen = await Promise.all(
         this.conns.map(async (conn) => {
@@ -207,6 +227,7 @@ export class SessionRun {
   /** Stops everything without waiting for destroys (after a failure). */
   async abort(): Promise<void> {
     this.driver.stop();
+    await this.target.close().catch(() => undefined);
     await this.observer.close();
     await this.worker.stop();
   }

@@ -5,6 +5,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { HeartbeatOutcome, SessionClient, sessionWorkflowId, type SessionClientOptions } from '../../src/client';
 import type { Session } from '../../src/session';
+import { gatewayWorkflowId } from '../../src/workflows/gateway-messages';
 import { userWorkflowId } from '../../src/workflows/user-messages';
 
 export interface HeartbeatResult {
@@ -16,11 +17,14 @@ export interface HeartbeatResult {
 
 export interface SessionTarget {
   readonly name: string;
-  connected(session: Session, at: number): Promise<void>;
-  heartbeat(connectionId: string, at: number): Promise<HeartbeatResult>;
+  /** `gateway`: which simulated gateway process the socket is on (index from 0). */
+  connected(session: Session, at: number, gateway: number): Promise<void>;
+  heartbeat(connectionId: string, at: number, gateway: number): Promise<HeartbeatResult>;
   disconnected(socket: { connectionId: string; socketId: string }, at: number): Promise<void>;
   /** Messages sent to the implementation so far (for signals/s). */
   messagesSent(): number;
+  /** Clean shutdown of every simulated gateway, after their closes went out. */
+  close?(): Promise<void>;
   /**
    * Implementation-side leftovers for these sessions and users once they should all be gone
    * (e.g. workflows still running); the Redis/Postgres side is the observer's audit.
@@ -28,26 +32,55 @@ export interface SessionTarget {
   leftovers?(connectionIds: string[], users: { appPid: string; clientId: string }[]): Promise<string[]>;
 }
 
-/** tether: the gateway's SessionClient, exactly as a gateway would use it. */
+export interface TetherTargetOptions extends Omit<SessionClientOptions, 'gatewayId' | 'incarnation'> {
+  /** Gateway k is `${gatewayPrefix}-${k}`; one SessionClient (one process incarnation) per gateway. */
+  gatewayPrefix: string;
+}
+
+/**
+ * tether: one `SessionClient` per simulated gateway process, each with its own lease (gatewayId and
+ * incarnation), used exactly as a gateway would: `connected` on the socket's gateway, pongs to it
+ * (coalesced there), the close to the gateway that held that socket.
+ */
 export class TetherTarget implements SessionTarget {
   readonly name = 'tether';
-  private readonly sessions: SessionClient;
+  private readonly clients = new Map<number, SessionClient>();
+  /** socketId → the gateway that opened it (a close goes to that gateway's client). */
+  private readonly sockets = new Map<string, number>();
   private sent = 0;
+  /** How long each `connected()` took as the gateway sees it (ms), without the gateway's own writes. */
+  readonly connectMs: number[] = [];
 
   constructor(
     private readonly temporal: Client,
-    options: SessionClientOptions,
-  ) {
-    this.sessions = new SessionClient(temporal, options);
+    private readonly options: TetherTargetOptions,
+  ) {}
+
+  /** The SessionClient of gateway `k` (made at first use: its lease is acquired at its first connect). */
+  client(gateway: number): SessionClient {
+    let c = this.clients.get(gateway);
+    if (!c) {
+      const { gatewayPrefix, ...rest } = this.options;
+      c = new SessionClient(this.temporal, { ...rest, gatewayId: `${gatewayPrefix}-${gateway}` });
+      this.clients.set(gateway, c);
+    }
+    return c;
   }
 
-  async connected(session: Session, at: number): Promise<void> {
-    await this.sessions.connected(session, at);
+  get gatewayIds(): string[] {
+    return [...this.clients.values()].map((c) => c.holder.gatewayId);
+  }
+
+  async connected(session: Session, at: number, gateway: number): Promise<void> {
+    const t = Date.now();
+    await this.client(gateway).connected(session, at);
+    if (this.connectMs.length < 200_000) this.connectMs.push(Date.now() - t);
+    this.sockets.set(session.socketId, gateway);
     this.sent++;
   }
 
-  async heartbeat(connectionId: string, at: number): Promise<HeartbeatResult> {
-    const outcome = await this.sessions.heartbeat(connectionId, at);
+  async heartbeat(connectionId: string, at: number, gateway: number): Promise<HeartbeatResult> {
+    const outcome = await this.client(gateway).heartbeat(connectionId, at);
     if (outcome === HeartbeatOutcome.forwarded) this.sent++;
     return {
       effectExpected: outcome === HeartbeatOutcome.forwarded,
@@ -56,7 +89,9 @@ export class TetherTarget implements SessionTarget {
   }
 
   async disconnected(socket: { connectionId: string; socketId: string }, at: number): Promise<void> {
-    await this.sessions.disconnected(socket, at);
+    const gateway = this.sockets.get(socket.socketId) ?? 0;
+    this.sockets.delete(socket.socketId);
+    await this.client(gateway).disconnected(socket, at);
     this.sent++;
   }
 
@@ -64,9 +99,28 @@ export class TetherTarget implements SessionTarget {
     return this.sent;
   }
 
-  /** Every session and user workflow must have completed (a destroyed session ends its workflow). */
+  /** Sockets held, summed over the gateways. */
+  get heldCount(): number {
+    let n = 0;
+    for (const c of this.clients.values()) n += c.heldCount;
+    return n;
+  }
+
+  /** Releases every gateway's lease (their sockets' closes went out before). */
+  async close(): Promise<void> {
+    await Promise.all([...this.clients.values()].map((c) => c.close()));
+  }
+
+  /**
+   * Every session and user workflow must have completed (a destroyed session ends its workflow),
+   * and every released gateway's workflow too (nothing owed, no current incarnation).
+   */
   async leftovers(connectionIds: string[], users: { appPid: string; clientId: string }[]): Promise<string[]> {
-    const ids = [...connectionIds.map(sessionWorkflowId), ...users.map((u) => userWorkflowId(u.appPid, u.clientId))];
+    const ids = [
+      ...connectionIds.map(sessionWorkflowId),
+      ...users.map((u) => userWorkflowId(u.appPid, u.clientId)),
+      ...this.gatewayIds.map(gatewayWorkflowId),
+    ];
     const problems: string[] = [];
     await forEachLimit(ids, 32, async (workflowId) => {
       try {

@@ -11,8 +11,11 @@
  * Destroy lateness = time the observer saw the destroy complete − (close + 4 × idle), with the close
  * at its scheduled time (so a load generator falling behind would show, and is reported apart).
  */
+import { sessionWorkflowId } from '../../src/client';
+import { userWorkflowId } from '../../src/workflows/user-messages';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
+import { forEachLimit } from '../lib/target';
 import { median, percentile, round, summary } from '../lib/stats';
 import type { SimConnection, TraceEvent } from '../lib/trace';
 import { sleep } from '../lib/observer';
@@ -29,6 +32,8 @@ interface ChurnConfig {
   fixedRate: number;
   windows: number;
   windowMs: number;
+  /** Lifecycles per kind whose history is read with describe() (after they were destroyed). */
+  sample: number;
 }
 
 const FULL: ChurnConfig = {
@@ -40,6 +45,7 @@ const FULL: ChurnConfig = {
   fixedRate: 2,
   windows: 3,
   windowMs: 15_000,
+  sample: 40,
 };
 
 const QUICK: ChurnConfig = {
@@ -51,6 +57,7 @@ const QUICK: ChurnConfig = {
   fixedRate: 3,
   windows: 2,
   windowMs: 6_000,
+  sample: 10,
 };
 
 interface Lifecycle {
@@ -247,11 +254,24 @@ export const churn: Scenario = {
       const stats = run.driver.stats;
       details.calls = { ...callDetails(stats), messagesSent: run.target.messagesSent() };
 
+      const connectMs = [...run.target.connectMs];
+      figures.push({
+        key: 'churn.connect_ms_p99',
+        label: 'connected() call p99 (as the gateway sees it)',
+        value: round(percentile(connectMs, 99), 0),
+        unit: 'ms',
+        note: `p50 ${round(percentile(connectMs, 50), 0)} ms over ${connectMs.length} calls (all phases); SessionClient.connected alone, not the gateway's joins`,
+      });
+
       audit = await run.finish({
         closeSpreadMs: 0,
         timeoutMs: run.destroyDelayMs + 120_000,
         onProgress: (d, t) => progress(`audit: ${d}/${t} destroyed`),
       });
+      progress('reading histories of a sample');
+      const costs = await lifecycleCosts(ctx, run, [...lifecycles.keys()], cfg.sample);
+      details.lifecycleCost = costs;
+      figures.push(...costFigures(costs));
       figures.push(auditFigure('churn.sessions', audit));
       return {
         scenario: 'churn',
@@ -268,3 +288,109 @@ export const churn: Scenario = {
     }
   },
 };
+
+interface Cost {
+  events: number;
+  transitions: number;
+}
+
+/** History length and state transitions of a closed session run, from describe(). */
+async function describeCost(ctx: BenchContext, workflowId: string): Promise<Cost> {
+  const d = await ctx.env.client.workflow.getHandle(workflowId).describe();
+  const transitions = Number(d.raw.workflowExecutionInfo?.stateTransitionCount ?? NaN);
+  return { events: d.historyLength, transitions };
+}
+
+/**
+ * A sample of finished lifecycles, by kind: anonymous with presence (issue 16's case), and with a
+ * user (the session workflow also drives the user's edges). Each connection here had exactly one
+ * lifecycle, so its (only, closed) run is the lifecycle. The user workflows are read apart: all
+ * their runs (visibility), divided by their edges (one up per connect, one down per soft destroy).
+ */
+async function lifecycleCosts(ctx: BenchContext, run: SessionRun, conns: SimConnection[], sample: number) {
+  const anonymous = conns.filter((c) => !c.session.user && c.presenceRooms.length > 0).slice(0, sample);
+  const withUser = conns.filter((c) => c.session.user).slice(0, sample);
+  const read = async (cs: SimConnection[]) => {
+    const out: Cost[] = [];
+    await forEachLimit(cs, 8, async (c) => {
+      out.push(await describeCost(ctx, sessionWorkflowId(c.connectionId)));
+    });
+    return out;
+  };
+  const [anon, user] = [await read(anonymous), await read(withUser)];
+  // Users: events of every run of their workflow per edge.
+  const byUser = new Map<string, number>();
+  for (const c of conns)
+    if (c.session.clientId) byUser.set(c.session.clientId, (byUser.get(c.session.clientId) ?? 0) + 1);
+  const perEdge: number[] = [];
+  const userRuns: { clientId: string; sessions: number; runs: number; events: number }[] = [];
+  await forEachLimit([...byUser].slice(0, sample), 4, async ([clientId, sessions]) => {
+    const id = userWorkflowId(run.appPid, clientId);
+    let events = 0;
+    let runs = 0;
+    for await (const w of ctx.env.client.workflow.list({ query: `WorkflowId = '${id}'` })) {
+      events += w.historyLength ?? 0;
+      runs++;
+    }
+    if (runs === 0) return;
+    userRuns.push({ clientId, sessions, runs, events });
+    perEdge.push(events / (2 * sessions));
+  });
+  return {
+    anonymousWithPresence: {
+      n: anon.length,
+      events: summary(anon.map((c) => c.events)),
+      transitions: summary(anon.map((c) => c.transitions)),
+    },
+    withUser: {
+      n: user.length,
+      events: summary(user.map((c) => c.events)),
+      transitions: summary(user.map((c) => c.transitions)),
+    },
+    userWorkflow: { eventsPerEdge: summary(perEdge), users: userRuns },
+  };
+}
+
+function costFigures(c: Awaited<ReturnType<typeof lifecycleCosts>>): Figure[] {
+  const a = c.anonymousWithPresence;
+  const u = c.withUser;
+  const how =
+    'median of a sample read with describe() (historyLength, stateTransitionCount); connect, 2 pongs, close, soft + hard destroy';
+  return [
+    {
+      key: 'churn.events_per_lifecycle',
+      label: 'history events per lifecycle (anonymous, presence)',
+      value: a.n ? round(a.events.p50, 0) : null,
+      unit: 'events',
+      note: `${how}; n = ${a.n}`,
+    },
+    {
+      key: 'churn.transitions_per_lifecycle',
+      label: 'state transitions per lifecycle (anonymous, presence)',
+      value: a.n ? round(a.transitions.p50, 0) : null,
+      unit: 'transitions',
+      note: `n = ${a.n}; max ${round(a.transitions.max, 0)}`,
+    },
+    {
+      key: 'churn.events_per_lifecycle_user',
+      label: 'history events per lifecycle (with a user)',
+      value: u.n ? round(u.events.p50, 0) : null,
+      unit: 'events',
+      note: `session workflow only; n = ${u.n}`,
+    },
+    {
+      key: 'churn.transitions_per_lifecycle_user',
+      label: 'state transitions per lifecycle (with a user)',
+      value: u.n ? round(u.transitions.p50, 0) : null,
+      unit: 'transitions',
+      note: `session workflow only; n = ${u.n}`,
+    },
+    {
+      key: 'churn.user_events_per_edge',
+      label: 'user workflow events per edge',
+      value: c.userWorkflow.users.length ? round(c.userWorkflow.eventsPerEdge.p50, 1) : null,
+      unit: 'events',
+      note: `all runs of a user's workflow ÷ its edges (an up per connect, a down per soft destroy); median of ${c.userWorkflow.users.length} users`,
+    },
+  ];
+}

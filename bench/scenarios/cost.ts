@@ -1,34 +1,40 @@
 /**
- * cost: history events per session for one hour connected at a pong every 30 s, then close and
- * destroy, read from the real workflow histories (every continue-as-new run of a session).
+ * cost: history events per session connected for an hour at WS_IDLE_TIMEOUT_MS=30000, then close
+ * and destroy, read from the real workflow histories (every continue-as-new run of a session), and
+ * the gateway lease's own events per gateway-hour.
  *
- * Time is compressed: the idle period is WS_IDLE_TIMEOUT_MS=1500 instead of 30 000 and the pongs
- * come every 1.5 s, so 120 pongs (an hour's worth) take 3 minutes. Every timing of the session
- * scales with idle (pong forwarding, liveness, the timer's tolerance, the hard destroy), except the
- * fixed 5 s soft destroy; 1500 keeps the hard destroy (6 s) after it, as with 30 s idle. The quick
- * run simulates fewer pongs and extrapolates the connected part linearly to an hour.
+ * Time is compressed only where every interval scales with it: WS_IDLE_TIMEOUT_MS=1500 stands for
+ * 30 000 (×20), and SessionClient derives all of its timing from it (heartbeat forward interval
+ * 30 × idle, liveness 3 × that, a lease renewal every idle, lapse 4 × idle, marker TTL 3 × idle),
+ * so an hour is 120 idle periods = 3 minutes. Only the fixed 5 s soft destroy does not scale; 1500
+ * keeps the hard destroy (6 s) after it, as at 30 s idle (1000 would not), and it changes no count.
+ * The quick run stays connected 64 idle periods and scales the connected part to an hour.
  */
 import type { Client } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { sessionWorkflowId } from '../../src/client';
+import { gatewayWorkflowId } from '../../src/workflows/gateway-messages';
 import { userWorkflowId } from '../../src/workflows/user-messages';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { sleep } from '../lib/observer';
+import { PongFeeder } from '../lib/pongs';
 import { SessionRun } from '../lib/session-run';
 import { median, round } from '../lib/stats';
 import type { SimConnection, TraceEvent } from '../lib/trace';
 
 interface CostConfig {
   idleTimeoutMs: number;
-  /** Pongs per session; one pong stands for 30 s of real time. */
-  pongs: number;
+  /** Idle periods each session stays connected (120 at 30 s = one hour). */
+  idlePeriods: number;
   anonymous: number;
   authenticated: number;
+  gateways: number;
 }
 
-const REAL_PONG_S = 30;
-const FULL: CostConfig = { idleTimeoutMs: 1500, pongs: 120, anonymous: 8, authenticated: 8 };
-const QUICK: CostConfig = { idleTimeoutMs: 1500, pongs: 16, anonymous: 2, authenticated: 2 };
+/** The production idle period the compressed run stands for. */
+const REAL_IDLE_MS = 30_000;
+const FULL: CostConfig = { idleTimeoutMs: 1500, idlePeriods: 120, anonymous: 8, authenticated: 8, gateways: 2 };
+const QUICK: CostConfig = { idleTimeoutMs: 1500, idlePeriods: 64, anonymous: 2, authenticated: 2, gateways: 1 };
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
@@ -49,34 +55,57 @@ async function historyChain(client: Client, workflowId: string): Promise<History
 
 interface EventCount {
   total: number;
-  /** Start and first connect, up to the first forwarded heartbeat. */
+  /** Start and first connect: up to the end of the first workflow task's commands. */
   start: number;
-  /** From the first forwarded heartbeat to the close: what grows with the session's length. */
-  pongs: number;
-  /** From the disconnected signal to completion (soft and hard destroy). */
+  /** After that, up to the `disconnected` signal: what grows with the time connected. */
+  connected: number;
+  /** From the disconnected signal to completion (close, soft and hard destroy). */
   closeAndDestroy: number;
   runs: number;
+  /** Heartbeat signals received while connected. */
+  heartbeats: number;
+}
+
+/** An event a workflow task's completion writes (a command), not one the server adds. */
+function isCommand(e: HistoryEvent): boolean {
+  return Boolean(
+    e.markerRecordedEventAttributes ||
+    e.timerStartedEventAttributes ||
+    e.upsertWorkflowSearchAttributesEventAttributes ||
+    e.workflowPropertiesModifiedEventAttributes ||
+    e.activityTaskScheduledEventAttributes ||
+    e.signalExternalWorkflowExecutionInitiatedEventAttributes ||
+    e.startChildWorkflowExecutionInitiatedEventAttributes,
+  );
 }
 
 function countEvents(runs: HistoryEvent[][]): EventCount {
   const all = runs.flat();
-  const signal = (name: string) =>
-    all.findIndex((e) => e.workflowExecutionSignaledEventAttributes?.signalName === name);
-  const close = signal('disconnected');
+  const signalled = (e: HistoryEvent, name: string) => e.workflowExecutionSignaledEventAttributes?.signalName === name;
+  const close = all.findIndex((e) => signalled(e, 'disconnected'));
   const end = close < 0 ? all.length : close;
-  const first = signal('heartbeat');
-  const start = first < 0 || first > end ? end : first;
-  return { total: all.length, start, pongs: end - start, closeAndDestroy: all.length - end, runs: runs.length };
+  let start = all.findIndex((e) => e.workflowTaskCompletedEventAttributes) + 1;
+  while (start > 0 && start < end && isCommand(all[start]!)) start++;
+  start = Math.min(Math.max(start, 0), end);
+  return {
+    total: all.length,
+    start,
+    connected: end - start,
+    closeAndDestroy: all.length - end,
+    runs: runs.length,
+    heartbeats: all.slice(0, end).filter((e) => signalled(e, 'heartbeat')).length,
+  };
 }
 
 export const cost: Scenario = {
   name: 'cost',
-  description: 'history events per session-hour (30 s pongs, close, destroy), from real histories',
+  description: 'history events per connected session-hour and per gateway lease-hour (30 s idle, time compressed)',
   async run(ctx: BenchContext): Promise<ScenarioResult> {
     const cfg = ctx.quick ? QUICK : FULL;
     const idle = cfg.idleTimeoutMs;
+    const speedup = REAL_IDLE_MS / idle;
     const started = Date.now();
-    const simulatedMinutes = (cfg.pongs * REAL_PONG_S) / 60;
+    const simulatedMinutes = (cfg.idlePeriods * REAL_IDLE_MS) / 60_000;
     // One user per authenticated session: each user workflow covers exactly one online period.
     const run = await SessionRun.start(ctx, {
       idleTimeoutMs: idle,
@@ -89,37 +118,47 @@ export const cost: Scenario = {
         userSubscriptions: [0, 2],
       },
     });
-    const plannedMs = (cfg.pongs + 1.5) * idle + 4 * idle + 10_000;
+    const plannedMs = (cfg.idlePeriods + 1.5) * idle + 4 * idle + 15_000;
     const progress = (text: string) => ctx.progress.update((Date.now() - started) / plannedMs, text);
+    const pongs = new PongFeeder(run.driver, idle);
     try {
       const t0 = Date.now() + 200;
       const events: TraceEvent[] = [];
       const anonymous: SimConnection[] = [];
       const authenticated: SimConnection[] = [];
+      const openAt = new Map<SimConnection, number>();
       const n = cfg.anonymous + cfg.authenticated;
       for (let i = 0; i < n; i++) {
-        const conn = run.connection(i % 2);
+        const conn = run.connection(i % cfg.gateways);
         const user = i >= cfg.anonymous ? run.users[i - cfg.anonymous] : undefined;
         if (user) {
           conn.session = { ...conn.session, uid: user.clientId, clientId: user.clientId, user };
           authenticated.push(conn);
         } else anonymous.push(conn);
-        // Staggered over one idle period; closed half an idle period after the last pong.
-        events.push(...run.gen.lifecycle(conn, t0 + (i * idle) / n, cfg.pongs, idle / 2));
+        // Staggered over one idle period; a pong every idle period (coalesced by SessionClient: the
+        // heartbeats come from its tick, every forward interval); closed after `idlePeriods`.
+        const open = run.gen.open(conn, t0 + (i * idle) / n);
+        openAt.set(conn, open.at);
+        events.push(open, run.gen.close(conn, open.socketId, open.at + cfg.idlePeriods * idle + idle / 2));
+        pongs.start(conn, open.socketId, open.at);
       }
       run.driver.add(events);
-      const closedBy = t0 + idle + (cfg.pongs + 0.5) * idle;
+      const closedBy = t0 + idle + (cfg.idlePeriods + 0.5) * idle;
       while (Date.now() < closedBy) {
         progress(
-          `${Math.min(cfg.pongs, Math.floor((Date.now() - t0) / idle))}/${cfg.pongs} pongs (${round(simulatedMinutes, 0)} min at 30 s)`,
+          `${Math.min(cfg.idlePeriods, Math.floor((Date.now() - t0) / idle))}/${cfg.idlePeriods} idle periods (${round(simulatedMinutes, 0)} min at 30 s)`,
         );
         await sleep(500);
       }
+      pongs.close();
+      const leaseFrom = t0;
+      const gatewayIds = run.target.gatewayIds;
       const audit = await run.finish({
         closeSpreadMs: 0,
         timeoutMs: 4 * idle + 120_000,
         onProgress: (d, t) => progress(`waiting for destroys: ${d}/${t}`),
       });
+      const leaseTo = Date.now();
 
       const client = ctx.env.client;
       const perSession = async (conns: SimConnection[]) =>
@@ -131,48 +170,58 @@ export const cost: Scenario = {
           countEvents(await historyChain(client, userWorkflowId(run.appPid, c.session.clientId!))),
         ),
       );
-      // The first forwarded pong is the second one (1.5 × idle forwarding); the close comes half an
-      // idle period after the last. An hour's session has 120 pongs: its pong part scales with (pongs − 1.5).
-      const hourPongs = 3600 / REAL_PONG_S;
-      const scale = (hourPongs - 1.5) / (cfg.pongs - 1.5);
-      const perHour = (c: EventCount) => c.start + c.pongs * scale + c.closeAndDestroy;
-      const extrapolated = cfg.pongs !== hourPongs;
-      const how = extrapolated
-        ? `pong part of a ${round(simulatedMinutes, 1)} min session scaled ×${round(scale, 2)}, + start + close/destroy`
-        : 'whole histories of 1 h sessions (120 pongs)';
+      const gateways = await Promise.all(
+        gatewayIds.map(async (id) => {
+          const chain = await historyChain(client, gatewayWorkflowId(id));
+          const all = chain.flat();
+          const renewals = all.filter(
+            (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'renewLease',
+          ).length;
+          return { gatewayId: id, events: all.length, runs: chain.length, renewals };
+        }),
+      );
+      // Connected for idlePeriods × idle (+ half an idle before the close): that many real hours.
+      const connectedHours = ((cfg.idlePeriods + 0.5) * REAL_IDLE_MS) / 3_600_000;
+      const perHour = (c: EventCount) => c.connected / connectedHours;
+      const leaseHours = ((leaseTo - leaseFrom) * speedup) / 3_600_000;
+      const leasePerHour = median(gateways.map((g) => g.events / leaseHours));
+      const perRenewal = median(gateways.map((g) => g.events / Math.max(1, g.renewals)));
+      const timing =
+        `WS_IDLE_TIMEOUT_MS=${idle} standing for 30 000 (×${speedup}): the forward interval (30 × idle), liveness ` +
+        `(3 × forward), lease renewal (every idle), lapse (4 × idle), marker TTL (3 × idle) and pongs all scale`;
       const figures: Figure[] = [
         {
           key: 'cost.events_per_session_hour',
-          label: 'history events per session-hour (anonymous)',
-          value: round(median(anon.map(perHour)), 0),
+          label: 'history events per connected session-hour (anonymous)',
+          value: round(median(anon.map(perHour)), 1),
           unit: 'events',
-          note: `median of ${anon.length}; ${how}; pong every 30 s (idle ${idle} ms compressed)`,
+          note: `median of ${anon.length}; session workflow chain from the first connect's task to the close, ${round(simulatedMinutes, 0)} min connected${connectedHours < 0.99 ? ', scaled to 1 h' : ''}; ${timing}`,
         },
         {
           key: 'cost.events_start',
-          label: 'of which start and first connect',
+          label: 'plus start and first connect (once)',
           value: round(median(anon.map((c) => c.start)), 0),
           unit: 'events',
-          note: 'up to the first forwarded heartbeat',
-        },
-        {
-          key: 'cost.events_pongs_per_hour',
-          label: 'of which pongs, per hour connected',
-          value: round(median(anon.map((c) => c.pongs * scale)), 0),
-          unit: 'events',
-          note: `${cfg.pongs} pongs simulated; SessionClient forwards every other one`,
+          note: "up to the end of the first workflow task's commands",
         },
         {
           key: 'cost.events_close_destroy',
-          label: 'of which close + soft + hard destroy',
+          label: 'plus close + soft + hard destroy (once)',
           value: round(median(anon.map((c) => c.closeAndDestroy)), 0),
           unit: 'events',
-          note: 'from the disconnected signal to completion',
+          note: 'from the disconnected signal to completion (the fixed 5 s soft destroy does not scale; counts do not depend on it)',
+        },
+        {
+          key: 'cost.heartbeats_per_session_hour',
+          label: 'heartbeat signals per connected session-hour',
+          value: round(median(anon.map((c) => c.heartbeats / connectedHours)), 1),
+          unit: 'signals',
+          note: "sent by SessionClient's tick every forward interval for each held socket; pongs are coalesced",
         },
         {
           key: 'cost.events_per_session_hour_user',
-          label: 'history events per session-hour (authenticated)',
-          value: round(median(auth.map(perHour)), 0),
+          label: 'history events per connected session-hour (authenticated)',
+          value: round(median(auth.map(perHour)), 1),
           unit: 'events',
           note: `median of ${auth.length}; session workflow only`,
         },
@@ -190,22 +239,39 @@ export const cost: Scenario = {
           unit: 'runs',
           note: 'largest over the sessions',
         },
+        {
+          key: 'cost.lease_events_per_gateway_hour',
+          label: 'gateway lease events per gateway-hour',
+          value: round(leasePerHour, 0),
+          unit: 'events',
+          note: `median of ${gateways.length} gateway workflow chain(s), acquire to release (incl. the release's fan-out), per simulated hour; ${round(perRenewal, 1)} events per renewal (one renewal per idle)`,
+        },
+        {
+          key: 'cost.lease_events_per_session_hour_at_1000',
+          label: 'lease events per session-hour at 1,000 sessions per gateway',
+          value: round(leasePerHour / 1000, 3),
+          unit: 'events',
+          note: 'gateway-hour ÷ 1000: a renewal refreshes every held marker in one local activity, whatever the count (capacity measures it at 5,000 per gateway)',
+        },
       ];
       return {
         scenario: 'cost',
         completed: true,
         figures,
-        config: { ...cfg, simulatedMinutes, realPongSeconds: REAL_PONG_S },
+        config: { ...cfg, simulatedMinutes, realIdleMs: REAL_IDLE_MS, speedup },
         details: {
           anonymous: anon,
           authenticated: auth,
           userWorkflows: userRuns,
+          gateways,
+          leaseHours,
           calls: { failed: run.driver.stats.failed, errors: run.driver.stats.errors },
         },
         audit,
         durationMs: Date.now() - started,
       };
     } catch (err) {
+      pongs.close();
       await run.abort();
       throw err;
     }

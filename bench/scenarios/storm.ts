@@ -1,6 +1,7 @@
 /**
  * storm: every socket of one gateway instance drops and its clients reconnect (same connectionId,
- * new socketId) within one second. The old gateway's close of each socket is reported just before
+ * new socketId) within one second, through the next gateway (the session moves to that gateway's
+ * lease; the old gateway's close names the old socket and must change nothing). The old gateway's close of each socket is reported just before
  * the reconnect, or for a share of them late, after it (a stale close that must not count).
  *
  * Figures: time from the storm's start until every one of those sessions is live again (its active
@@ -98,6 +99,7 @@ export const storm: Scenario = {
 
       // ---- storms
       const storms = [];
+      let movedTotal = 0;
       const everBroken = new Set<string>();
       for (let k = 0; k < cfg.repeats; k++) {
         const g = k % cfg.gateways;
@@ -107,14 +109,18 @@ export const storm: Scenario = {
         const events: TraceEvent[] = [];
         const waits: Promise<{ reconnectAt: number; liveAt: number | null }>[] = [];
         let late = 0;
+        const moved: { conn: SimConnection; to: number }[] = [];
         for (const conn of victims) {
           const at = T + run.gen.jitter(cfg.reconnectWithinMs);
           const lateClose = run.gen.jitter(1) < cfg.lateCloseShare;
           if (lateClose) late++;
           const lead = lateClose ? -(50 + run.gen.jitter(450)) : run.gen.jitter(100);
-          const r = run.gen.reconnect(conn, sockets.get(conn)!, at, g, lead, `storm-${k}`);
+          // The clients reconnect through the next gateway: the session moves to its lease.
+          const to = (g + 1) % cfg.gateways;
+          const r = run.gen.reconnect(conn, sockets.get(conn)!, at, to, lead, `storm-${k}`);
           events.push(...r.events);
           sockets.set(conn, r.socketId);
+          moved.push({ conn, to });
           pongs.start(conn, r.socketId, at);
           waits.push(
             run.observer.live(conn.connectionId, r.socketId, 120_000).then((liveAt) => ({ reconnectAt: at, liveAt })),
@@ -146,6 +152,8 @@ export const storm: Scenario = {
         const broken = checks.filter((c) => c.problems.length && !everBroken.has(c.connectionId));
         for (const c of broken) everBroken.add(c.connectionId);
         const unknownSessions = run.driver.stats.unknownSessions - unknownBefore;
+        // (storm k drops gateway k's original sessions: each still held by gateway k at that time)
+        movedTotal += moved.length;
         storms.push({
           gateway: g,
           sessions: victims.length,
@@ -197,6 +205,7 @@ export const storm: Scenario = {
         details: {
           storms,
           allLiveP99: round(percentile(allLive, 99), 0),
+          movedToAnotherGateway: movedTotal,
           calls: callDetails(stats),
         },
         audit,
