@@ -7,7 +7,8 @@
  *   socket close -> sessionClient.disconnected({ connectionId, socketId })
  *
  * Run it:  npx tsx examples/gateway.ts [port]    (or GATEWAY_PORT; 0 picks a free port)
- * Connect: ws://localhost:8080/?appPid=Fef8GnS7C5zN&keyId=k1[&clientId=..][&connectionId=..]
+ * Connect: ws://localhost:8080/?appPid=Fef8GnS7C5zN&keyId=k1[&clientId=..][&connectionId=..][&user=..]
+ *          (user: the authenticated user as JSON, `{"id": "<uuid>", "clientId": "..", ...}`)
  *
  * It trusts the query string for brevity; a real gateway takes appPid/keyId/clientId/user from a
  * verified token and only the connectionId (to resume) from the client.
@@ -24,6 +25,7 @@ import {
   InvalidSessionInputError,
   SessionClient,
   type Session,
+  type SessionUser,
 } from '../src/client';
 import { loadConfig } from '../src/config';
 import { createLogger, type Logger } from '../src/logger';
@@ -59,6 +61,7 @@ function sessionFrom(req: IncomingMessage): Session {
   const appPid = q.get('appPid') ?? '';
   const clientId = q.get('clientId') || undefined;
   const connectionId = q.get('connectionId') || `${appPid}:${shortId()}`;
+  const user = userFrom(q.get('user'));
   return {
     appPid,
     keyId: q.get('keyId') ?? '',
@@ -67,7 +70,18 @@ function sessionFrom(req: IncomingMessage): Session {
     uid: clientId ?? connectionId,
     ...(clientId ? { clientId } : {}),
     socketId: randomUUID(),
+    ...(user ? { user } : {}),
   };
+}
+
+/** The authenticated user (a token's claim in a real gateway); the client validates its shape. */
+function userFrom(json: string | null): SessionUser | undefined {
+  if (!json) return undefined;
+  try {
+    return JSON.parse(json) as SessionUser;
+  } catch {
+    return { id: '', clientId: '' }; // refused by connected() as bad input: the socket is closed 1008
+  }
 }
 
 interface Socket {
