@@ -19,11 +19,13 @@ import { bundleWorkflows, ROOT } from './lib/stack';
 import { round } from './lib/stats';
 import { ceiling } from './scenarios/ceiling';
 import { churn } from './scenarios/churn';
+import { capacity } from './scenarios/capacity';
 import { cost } from './scenarios/cost';
+import { gatewayLost } from './scenarios/gateway-lost';
 import { steady } from './scenarios/steady';
 import { storm } from './scenarios/storm';
 
-export const SCENARIOS: Scenario[] = [churn, steady, storm, cost, ceiling];
+export const SCENARIOS: Scenario[] = [churn, steady, storm, cost, capacity, gatewayLost, ceiling];
 
 export interface BenchOptions {
   scenarios: string[];
@@ -62,7 +64,7 @@ export function parseArgs(argv: string[]): BenchOptions {
     else if (a === '--help' || a === '-h') {
       process.stdout.write(
         `usage: npm run bench -- [${SCENARIOS.map((s) => s.name).join('|')}...] [--quick] [--seed N] [--out FILE|--no-json] [--update-readme] [--no-progress]\n` +
-          SCENARIOS.map((s) => `  ${s.name.padEnd(8)} ${s.description}`).join('\n') +
+          SCENARIOS.map((s) => `  ${s.name.padEnd(12)} ${s.description}`).join('\n') +
           '\n',
       );
       process.exit(0);

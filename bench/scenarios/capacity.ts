@@ -1,0 +1,207 @@
+/**
+ * capacity: at WS_IDLE_TIMEOUT_MS=30000 in real time, sessions on 4 simulated gateways (one
+ * SessionClient each, autoTick: a lease renewal per gateway every 30 s refreshes every held marker
+ * in batch). Sessions are opened at a fixed rate up to the target; every ~30 s a pipelined EXISTS
+ * checks the marker of every live session. The count reached is then held for 10 minutes with the
+ * same checks; it counts when every check of the hold found every marker and no session was lost.
+ * The ramp stops early (and the count reached is held) when a check misses a marker or the load
+ * generator falls behind. Teardown closes the sockets in bulk and waits for every destroy.
+ */
+import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
+import { cpuSnapshot } from '../lib/report';
+import { MarkerWatch, sleep } from '../lib/observer';
+import { PongFeeder } from '../lib/pongs';
+import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
+import type { WorkerMemory } from '../lib/stack';
+import { percentile, round, summary } from '../lib/stats';
+import type { SimConnection, TraceEvent } from '../lib/trace';
+
+interface CapacityConfig {
+  idleTimeoutMs: number;
+  target: number;
+  gateways: number;
+  users: number;
+  openRate: number;
+  holdMs: number;
+  checkEveryMs: number;
+  /** The ramp stops when opens are issued this late. */
+  maxDispatchLagMs: number;
+  /** Pongs are coalesced (no Temporal call); simulate them only below this count (bench CPU). */
+  pongsUpTo: number;
+}
+
+const FULL: CapacityConfig = {
+  idleTimeoutMs: 30_000,
+  target: 20_000,
+  gateways: 4,
+  users: 200,
+  openRate: 80,
+  holdMs: 600_000,
+  checkEveryMs: 30_000,
+  maxDispatchLagMs: 30_000,
+  pongsUpTo: 0,
+};
+
+const QUICK: CapacityConfig = {
+  idleTimeoutMs: 5000,
+  target: 800,
+  gateways: 4,
+  users: 20,
+  openRate: 60,
+  holdMs: 30_000,
+  checkEveryMs: 5000,
+  maxDispatchLagMs: 10_000,
+  pongsUpTo: 0,
+};
+
+const MiB = 2 ** 20;
+
+export const capacity: Scenario = {
+  name: 'capacity',
+  description: 'sessions held 10 min at 30 s idle on 4 gateways, every marker present: count, worker RSS, server CPU',
+  async run(ctx: BenchContext): Promise<ScenarioResult> {
+    const cfg = ctx.quick ? QUICK : FULL;
+    const idle = cfg.idleTimeoutMs;
+    const started = Date.now();
+    const run = await SessionRun.start(ctx, { idleTimeoutMs: idle, users: cfg.users, maxInFlight: 256 });
+    const rampMs = (cfg.target / cfg.openRate) * 1000;
+    const plannedMs = rampMs + cfg.holdMs + 4 * idle + cfg.target * 35;
+    const progress = (text: string) => ctx.progress.update((Date.now() - started) / plannedMs, text);
+    const connected = new Set<string>();
+    run.hooks.done = (event: TraceEvent) => {
+      if (event.kind === 'open') connected.add(event.socketId);
+    };
+    const live: SimConnection[] = [];
+    const liveIds = () =>
+      live.filter((c) => c.openSocket !== null && connected.has(c.openSocket)).map((c) => c.connectionId);
+    const watch = new MarkerWatch(ctx.redis, liveIds, cfg.checkEveryMs);
+    const pongs = cfg.pongsUpTo > 0 ? new PongFeeder(run.driver, idle) : null;
+    const memory: { at: number; sessions: number; memory: WorkerMemory }[] = [];
+    try {
+      memory.push({ at: Date.now(), sessions: 0, memory: await run.worker.memory() });
+      // ---- ramp
+      const t0 = Date.now() + 200;
+      const opens: TraceEvent[] = [];
+      for (let i = 0; i < cfg.target; i++) {
+        const conn = run.connection(i % cfg.gateways);
+        const open = run.gen.open(conn, t0 + (i * 1000) / cfg.openRate);
+        opens.push(open);
+        if (pongs && i < cfg.pongsUpTo) pongs.start(conn, open.socketId, open.at);
+        live.push(conn);
+      }
+      run.driver.add(opens);
+      watch.start();
+      let stopReason = `target ${cfg.target} reached`;
+      for (;;) {
+        await sleep(1000);
+        const lag = run.driver.stats.dispatchLagMs.at(-1) ?? 0;
+        const bad = watch.checks.find((c) => c.missing > 0);
+        progress(`ramp: ${connected.size}/${cfg.target} connected, dispatch lag ${round(lag / 1000, 1)} s`);
+        if (bad) {
+          stopReason = `ramp stopped at ${connected.size}: a check missed ${bad.missing} marker(s)`;
+          break;
+        }
+        if (lag > cfg.maxDispatchLagMs) {
+          stopReason = `ramp stopped at ${connected.size}: opens issued ${round(lag / 1000, 0)} s late`;
+          break;
+        }
+        if (run.driver.scheduled === 0 && connected.size + run.driver.stats.failed >= cfg.target) break;
+      }
+      run.driver.clear();
+      await run.driver.drained();
+      // Sessions whose open was never issued are not part of the run's population.
+      const held = live.filter((c) => c.openSocket !== null && connected.has(c.openSocket));
+      live.splice(0, live.length, ...held);
+      const rampS = (Date.now() - t0) / 1000;
+      const connectMs = [...run.target.connectMs];
+      memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
+
+      // ---- hold
+      const holdFrom = Date.now();
+      const unknownBefore = run.driver.stats.unknownSessions;
+      const cpu0 = cpuSnapshot([]);
+      while (Date.now() < holdFrom + cfg.holdMs) {
+        const checks = watch.since(holdFrom);
+        progress(
+          `hold ${round((Date.now() - holdFrom) / 1000, 0)}/${cfg.holdMs / 1000} s: ${held.length} sessions, ${checks.length} checks, ${checks.reduce((n, c) => n + c.missing, 0)} missing`,
+        );
+        await sleep(Math.min(5000, cfg.checkEveryMs));
+        if (memory.at(-1)!.at < Date.now() - 60_000 || ctx.quick)
+          memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
+      }
+      await watch.check();
+      await watch.stop();
+      const cpu1 = cpuSnapshot([]);
+      const holdS = (cpu1.at - cpu0.at) / 1000;
+      const serverCpuPct = round(((cpu1.devServer - cpu0.devServer) / holdS) * 100, 1);
+      const checks = watch.since(holdFrom);
+      const missing = checks.reduce((n, c) => n + c.missing, 0);
+      const incomplete = checks.filter((c) => c.checked !== held.length).length;
+      const unknownSessions = run.driver.stats.unknownSessions - unknownBefore;
+      const passed = checks.length > 0 && missing === 0 && incomplete === 0 && unknownSessions === 0;
+      const holdMem = memory.filter((m) => m.at >= holdFrom - 1000);
+      const rss = holdMem.map((m) => m.memory.rss / MiB);
+      const heldNote = passed
+        ? `${stopReason}; held ${round(cfg.holdMs / 60_000, 1)} min, ${checks.length} checks (every ${cfg.checkEveryMs / 1000} s), 0 markers missing, 0 sessions lost`
+        : `${stopReason}; hold failed: ${missing} marker(s) missing over ${checks.length} checks, ${incomplete} incomplete, ${unknownSessions} lost`;
+      const figures: Figure[] = [
+        {
+          key: 'capacity.sessions',
+          label: 'sessions held with every marker present',
+          value: passed ? held.length : null,
+          unit: 'sessions',
+          note: `WS_IDLE_TIMEOUT_MS=${idle} real time, ${cfg.gateways} gateways; ${heldNote}`,
+        },
+        {
+          key: 'capacity.worker_rss_mib',
+          label: 'worker RSS during the hold (max)',
+          value: rss.length ? round(Math.max(...rss), 0) : null,
+          unit: 'MiB',
+          note: `after GC; min ${rss.length ? round(Math.min(...rss), 0) : 'n/a'} MiB over ${rss.length} samples; ${round(memory[0]!.memory.rss / MiB, 0)} MiB with no session`,
+        },
+        {
+          key: 'capacity.server_cpu_pct',
+          label: 'dev server CPU during the hold',
+          value: serverCpuPct,
+          unit: '% of a core',
+          note: `${round(cpu1.devServer - cpu0.devServer, 1)} CPU s over ${round(holdS, 0)} s`,
+        },
+        {
+          key: 'capacity.connect_ms_p99',
+          label: 'connected() p99 during the ramp',
+          value: round(percentile(connectMs, 99), 0),
+          unit: 'ms',
+          note: `p50 ${round(percentile(connectMs, 50), 0)} ms; ${cfg.openRate} opens/s scheduled, ${held.length} in ${round(rampS, 0)} s`,
+        },
+      ];
+      pongs?.close();
+      const audit = await run.finish({
+        closeSpreadMs: Math.min(held.length * 5, 30_000),
+        timeoutMs: 4 * idle + 900_000,
+        onProgress: (d, t) => progress(`teardown: ${d}/${t} destroyed`),
+      });
+      figures.push(auditFigure('capacity.sessions_created', audit));
+      return {
+        scenario: 'capacity',
+        completed: true,
+        figures,
+        config: { ...cfg },
+        details: {
+          stopReason,
+          rampSeconds: round(rampS, 1),
+          connectMs: summary(connectMs),
+          checks: watch.checks,
+          memory: memory.map((m) => ({ at: m.at, sessions: m.sessions, rssMiB: round(m.memory.rss / MiB, 1), heapMiB: round((m.memory.heapUsed + m.memory.workflowHeapUsed) / MiB, 1) })),
+          calls: callDetails(run.driver.stats),
+        },
+        audit,
+        durationMs: Date.now() - started,
+      };
+    } catch (err) {
+      pongs?.close();
+      await watch.stop();
+      await run.abort();
+      throw err;
+    }
+  },
+};
