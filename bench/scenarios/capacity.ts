@@ -191,7 +191,12 @@ export const capacity: Scenario = {
           rampSeconds: round(rampS, 1),
           connectMs: summary(connectMs),
           checks: watch.checks,
-          memory: memory.map((m) => ({ at: m.at, sessions: m.sessions, rssMiB: round(m.memory.rss / MiB, 1), heapMiB: round((m.memory.heapUsed + m.memory.workflowHeapUsed) / MiB, 1) })),
+          memory: memory.map((m) => ({
+            at: m.at,
+            sessions: m.sessions,
+            rssMiB: round(m.memory.rss / MiB, 1),
+            heapMiB: round((m.memory.heapUsed + m.memory.workflowHeapUsed) / MiB, 1),
+          })),
           calls: callDetails(run.driver.stats),
         },
         audit,

@@ -30,7 +30,13 @@ interface GatewayLostConfig {
   closePollMs: number;
 }
 
-const FULL: GatewayLostConfig = { idleTimeoutMs: 30_000, sessions: 5000, users: 200, concurrency: 48, closePollMs: 500 };
+const FULL: GatewayLostConfig = {
+  idleTimeoutMs: 30_000,
+  sessions: 5000,
+  users: 200,
+  concurrency: 48,
+  closePollMs: 500,
+};
 const QUICK: GatewayLostConfig = { idleTimeoutMs: 5000, sessions: 300, users: 20, concurrency: 32, closePollMs: 500 };
 
 export const gatewayLost: Scenario = {

@@ -1,10 +1,11 @@
 /**
- * steady: connected sessions ponging every idle period, in levels of rising count. Per level, once
- * the new sessions are open and settled, a window in which every pong passed on to the service is
- * followed to its effect (the heartbeat score moving to at least the pong's time): the lag is
- * effect seen − pong scheduled. A level is sustained when that lag's p99 stays under 1 s, no pong
- * effect is lost and no session was found gone. The worker runs in its own process; its memory
- * (after a full GC) is sampled at every level and fitted against the open-session count.
+ * steady: connected sessions ponging every idle period (coalesced by their gateway's SessionClient),
+ * on 4 gateways, in levels of rising count. Per level, once the new sessions are open and settled,
+ * a window in which a pipelined EXISTS checks every live session's `session:{cid}:active` marker
+ * every second (the markers come from the gateways' lease renewals, one per gateway per idle). A
+ * level is sustained when no check missed a marker and no session was found gone. The worker runs
+ * in its own process; its memory (after a full GC) is sampled at every level and fitted against
+ * the open-session count.
  */
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { MarkerWatch, sleep } from '../lib/observer';
