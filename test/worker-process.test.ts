@@ -320,9 +320,9 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
     ).toBeGreaterThanOrEqual(1);
     // The SDK's own metrics, from the same exporter (labels task_queue/workflow_type/activity_type).
     expect(sum('temporal_workflow_completed_total', `task_queue="${taskQueue}"`)).toBeGreaterThanOrEqual(1);
-    expect(sum('temporal_activity_execution_latency_count', 'activity_type="destroySession"')).toBeGreaterThanOrEqual(
-      1,
-    );
+    expect(
+      sum('temporal_local_activity_execution_latency_count', 'activity_type="hardDestroySession"'),
+    ).toBeGreaterThanOrEqual(1);
     expect(sum('temporal_worker_start_total')).toBeGreaterThanOrEqual(1);
     expect(samples.some((x) => x.name.startsWith('temporal_'))).toBe(true);
   });
@@ -377,7 +377,11 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
 
       await open(pending);
       for (const s of pending) expect(await sessions.disconnected(s)).toBe(true);
-      for (const s of [...inFlight, ...pending]) expect((await state(s))!.status).not.toBe(SessionStatus.destroyed);
+      // Still running (from the server: a query would wait for the workflow tasks held by the lock).
+      for (const s of [...inFlight, ...pending])
+        expect((await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).describe()).status.name).toBe(
+          'RUNNING',
+        );
 
       // What `docker stop` does: SIGTERM to the worker process (PID 1 in the image).
       worker.child.kill('SIGTERM');
@@ -403,14 +407,19 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
       locker.release();
     }
 
-    // The in-flight activities finished during the drain, before the process went.
-    for (const s of inFlight) expect((await sessionRow(s.connectionId))[0]!.disconnectedAt).toBeInstanceOf(Date);
-    // No worker now: every session is still a running workflow, none recorded as destroyed yet (the
-    // server's view: search attributes need no worker, unlike the state query).
-    for (const s of [...inFlight, ...pending]) {
+    // The in-flight effects (local activities, inside their workflow tasks) finished during the
+    // drain, and with them their tasks: those sessions are destroyed, their runs completed.
+    for (const s of inFlight) {
+      expect((await sessionRow(s.connectionId))[0]!.disconnectedAt).toBeInstanceOf(Date);
+      const d = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).describe();
+      expect(d.status.name).toBe('COMPLETED');
+    }
+    // No worker now: the pending ones are still running workflows, disconnected (the server's view:
+    // search attributes need no worker, unlike the state query).
+    for (const s of pending) {
       const d = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).describe();
       expect(d.status.name).toBe('RUNNING');
-      expect(d.typedSearchAttributes.get(SessionStatusKey)).not.toBe(SessionStatus.destroyed);
+      expect(d.typedSearchAttributes.get(SessionStatusKey)).toBe(SessionStatus.disconnected);
     }
 
     // A fresh worker on the same task queue takes the sessions over: every one is destroyed. (A task
@@ -425,5 +434,51 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
       expect(final.destroyReason).toBe(DestroyReason.closed);
       await expectCleanedUp(s, rooms.get(s.connectionId)!);
     }
+  }, 180_000);
+
+  it('SIGKILL inside a local activity (the close effect, blocked in Postgres): a new worker runs it again, once', async () => {
+    const worker = await runningWorker();
+    const s = makeSession(appPid);
+    const room = await connect(s);
+    const locker: PoolClient = await resources.pg.connect();
+    let locked = false;
+    try {
+      await locker.query('BEGIN');
+      locked = true;
+      // The close effect's first Postgres write, the sessions upsert, waits for this row lock.
+      await locker.query('SELECT 1 FROM sessions WHERE "connectionId" = $1 FOR UPDATE', [s.connectionId]);
+      expect(await sessions.disconnected(s)).toBe(true);
+      await waitUntil('the close effect blocked in Postgres', async () => {
+        const { rows } = await resources.pg.query<{ n: string }>(
+          `SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO sessions%'`,
+        );
+        return Number(rows[0]!.n) >= 1;
+      });
+      worker.killGroup();
+      await withTimeout('the worker to die', worker.exited);
+      await locker.query('ROLLBACK');
+      locked = false;
+    } finally {
+      if (locked) await locker.query('ROLLBACK').catch(() => undefined);
+      locker.release();
+    }
+    // The killed worker's workflow task times out (10 s); the next worker replays and runs the effect again.
+    const fresh = await runningWorker();
+    const final = await waitForState(s, 'destroyed', (st) => st.status === SessionStatus.destroyed, 90_000).catch(
+      async (err: Error) => {
+        throw new Error(`${err.message}\n${await explain(s)}\nfresh worker:\n${tail(fresh.output())}`);
+      },
+    );
+    expect(final.destroyReason).toBe(DestroyReason.closed);
+    await expectCleanedUp(s, room);
+    const { rows } = await resources.pg.query<{ connectionEventType: string }>(
+      'SELECT "connectionEventType" FROM connections WHERE "connectionId" = $1 ORDER BY 1',
+      [s.connectionId],
+    );
+    expect(rows.map((r) => r.connectionEventType)).toEqual(['connect', 'disconnect']);
+    const { events } = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).fetchHistory();
+    const types = (events ?? []).map((e) => e.eventType);
+    expect(types).toContain(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT);
+    expect(types).not.toContain(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED);
   }, 180_000);
 });
