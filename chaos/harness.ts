@@ -20,6 +20,7 @@ import { buildReport, type ChaosReport, type FaultRecord } from './report';
 import { GATEWAY_LOST_SLACK_MS, HarnessGateway, gatewayKill } from './gateways';
 import { CHURN_WEIGHTS, SILENT_FORWARD_MS, longLived, runScenario } from './scenarios';
 import { Services } from './services';
+import { sessionTrace } from './trace';
 import { ChaosTemporalServer } from './temporal-server';
 import { Rng, errorText, freePort, mapLimit, sleep, uniqueId } from './util';
 import { WorkerSupervisor } from './worker-supervisor';
@@ -527,8 +528,11 @@ async function measureRecovery(
       t.destroyDueAt + 1_000 <= restoredAt &&
       t.error === null,
   );
+  let probeCid = '';
+  let probeSeen = 'nothing polled';
   const probe = (async () => {
     const t = newTracked(c, 'probe');
+    probeCid = t.session.connectionId;
     t.notes.push(`probe after ${kind}`);
     const done = runScenario(c, 'probe', t);
     const deadline = Date.now() + RECOVERY_CAP_MS;
@@ -539,6 +543,7 @@ async function measureRecovery(
           c.pg.query('SELECT 1 FROM sessions WHERE "connectionId" = $1', [t.session.connectionId]),
         ]);
         if (marker === 1 && (row.rowCount ?? 0) > 0) break;
+        probeSeen = `marker ${marker === 1 ? 'present' : 'absent'}, sessions row ${(row.rowCount ?? 0) > 0 ? 'present' : 'absent'}`;
       } catch {
         // still recovering
       }
@@ -584,6 +589,12 @@ async function measureRecovery(
   })();
   const [probeMs, drainMs] = await Promise.all([probe, drain]);
   if (probeMs === null)
-    violate(c, 'recovered', kind, `a new session was not effective ${RECOVERY_CAP_MS / 1000} s after the restore`);
+    violate(
+      c,
+      'recovered',
+      kind,
+      `a new session (${probeCid}) was not effective ${RECOVERY_CAP_MS / 1000} s after the restore: last seen ${probeSeen}`,
+      await sessionTrace(c, probeCid),
+    );
   return { probeMs, drainMs, backlog: backlog.length };
 }
