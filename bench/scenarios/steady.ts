@@ -7,6 +7,7 @@
  * in its own process; its memory (after a full GC) is sampled at every level and fitted against
  * the open-session count.
  */
+import { MAX_CACHED_WORKFLOWS } from '../../src/worker';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { MarkerWatch, sleep } from '../lib/observer';
 import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
@@ -151,7 +152,7 @@ export const steady: Scenario = {
       const rssFit = linearFit(points.map((p) => ({ x: p.sessions, y: p.memory.rss / MiB })));
       const heap = (m: WorkerMemory) => (m.heapUsed + m.workflowHeapUsed) / MiB;
       const heapFit = linearFit(points.map((p) => ({ x: p.sessions, y: heap(p.memory) })));
-      const fitNote = `least-squares slope over ${points.length} levels (0…${best?.sessions ?? 0} sessions), after GC; worker caches ≤ 2000 workflows`;
+      const fitNote = `least-squares slope over ${points.length} levels (0…${best?.sessions ?? 0} sessions), after GC; worker caches ≤ ${MAX_CACHED_WORKFLOWS} workflows`;
       const figures: Figure[] = [
         {
           key: 'steady.sessions',
