@@ -4,7 +4,6 @@ import {
   allHandlersFinished,
   condition,
   makeContinueAsNewFunc,
-  metricMeter,
   log,
   proxyActivities,
   setHandler,
@@ -24,6 +23,7 @@ import {
 import { defineQuery } from '@temporalio/workflow';
 import { SessionStatus, activeSignal, disconnectedSignal, heartbeatSignal, invalidateSignal } from '../messages';
 import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from '../search-attributes';
+import { sessionMetrics } from '../session/metrics';
 
 /**
  * The 0.1 session workflow, kept unchanged so that runs started by 0.1 (inputs without `version`)
@@ -69,22 +69,6 @@ const SOFT_DESTROY_DELAY_MS = 5_000;
 // at 2,000 events, a few dozen such replays at once outlasted the 10 s workflow task timeout on two
 // cores and kept timing out (failure suite); short histories keep that replay cheap.
 const DEFAULT_MAX_HISTORY_EVENTS = 1_000;
-
-// Emitted by the SDK only when not replaying, so each counts once per real transition.
-const sessionMetrics = () => ({
-  started: metricMeter.createCounter(
-    'tether_sessions_started',
-    'sessions',
-    'Session workflows started (first connect)',
-  ),
-  reconnected: metricMeter.createCounter('tether_sessions_reconnected', 'sessions', 'Reconnects of a session'),
-  presenceRemoved: metricMeter.createCounter(
-    'tether_presence_removed',
-    'sessions',
-    'Soft destroys that removed presence',
-  ),
-  destroyed: metricMeter.createCounter('tether_sessions_destroyed', 'sessions', 'Sessions destroyed, by reason'),
-});
 
 // Effects retry with backoff until they land (upstream had one attempt).
 const retry = {
