@@ -32,7 +32,8 @@ export interface PopulationOptions {
   appPid: string;
   redis: Redis;
   signal: AbortSignal;
-  note: (line: string) => void;
+  /** A client whose socket the gateway dropped is welcomed again. */
+  onReconnect: (c: DemoClient) => void;
 }
 
 export class Population {
@@ -65,8 +66,24 @@ export class Population {
     return c;
   }
 
-  /** Opens a socket (a reconnect when the client has a connectionId); resolves once welcomed. */
-  connect(c: DemoClient): Promise<void> {
+  /**
+   * Connects the client (a reconnect when it has a connectionId), retrying every 500 ms while no
+   * gateway listens; resolves true once welcomed, false if the demo stopped first. Never rejects.
+   */
+  async join(c: DemoClient): Promise<boolean> {
+    while (!this.opts.signal.aborted) {
+      try {
+        await this.connect(c);
+        return true;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    }
+    return false;
+  }
+
+  /** Opens a socket; resolves once welcomed and its rooms are written. */
+  private connect(c: DemoClient): Promise<void> {
     const q = new URLSearchParams({ appPid: this.opts.appPid, keyId: 'demo-key' });
     if (c.clientId) q.set('clientId', c.clientId);
     if (c.user) q.set('user', JSON.stringify(c.user));
@@ -81,7 +98,7 @@ export class Population {
         // The gateway's joins and the presence service's membership, written again on a reconnect.
         this.writes.join(this.simConnection(c)).then(resolve, reject);
       });
-      ws.once('error', reject);
+      ws.on('error', reject);
       ws.once('close', (code) => {
         const wasOpen = c.open;
         c.open = false;
@@ -94,13 +111,10 @@ export class Population {
     });
   }
 
-  /** Retries a reconnect every 500 ms until a gateway welcomes it (or the demo stops). */
+  /** Reconnects after 500 ms, retrying until a gateway welcomes it (or the demo stops). */
   private reconnectSoon(c: DemoClient): void {
     this.later(500, () => {
-      this.connect(c).then(
-        () => this.opts.note(`${c.name} reconnected (${c.connectionId})`),
-        () => this.reconnectSoon(c),
-      );
+      void this.join(c).then((ok) => ok && this.opts.onReconnect(c));
     });
   }
 

@@ -6,7 +6,7 @@
  * them. Ctrl-C stops the population, the gateway, the worker and the dev server it started.
  *
  * Dev tool only: nothing in src/ imports it. Defaults it sets unless the variable is set:
- * WS_IDLE_TIMEOUT_MS=5000, TEMPORAL_TASK_QUEUE=tether-demo, LOG_LEVEL=warn (the demo narrates);
+ * WS_IDLE_TIMEOUT_MS=5000, TEMPORAL_TASK_QUEUE=tether-demo, LOG_LEVEL=error (the demo narrates);
  * DEMO_DATA_DIR (default .data/demo: the dev server's database, fresh every run, and the logs),
  * GATEWAY_PORT (default 8080).
  */
@@ -19,12 +19,13 @@ import type { Pool } from 'pg';
 import { configFromEnvOrExit } from '../src/config';
 import type { Lifecycle } from '../src/service';
 import type { SessionUser } from '../src/session';
+import type { DemoClient } from './population';
 
 const ROOT = path.resolve(__dirname, '..');
 const defaults: Record<string, string> = {
   WS_IDLE_TIMEOUT_MS: '5000',
   TEMPORAL_TASK_QUEUE: 'tether-demo',
-  LOG_LEVEL: 'warn',
+  LOG_LEVEL: 'error',
 };
 for (const [key, value] of Object.entries(defaults)) if (!process.env[key]) process.env[key] = value;
 
@@ -33,6 +34,8 @@ const config = configFromEnvOrExit();
 const dataDir = path.resolve(process.env.DEMO_DATA_DIR || path.join(ROOT, '.data', 'demo'));
 const gatewayPort = Number(process.env.GATEWAY_PORT || 8080);
 const GATEWAY_ID = 'demo-gateway';
+/** Heartbeats forwarded every 2 × idle (default 30 ×), so that they show within the minute. */
+const HEARTBEAT_MS = 2 * config.idleTimeoutMs;
 const started = Date.now();
 const since = () => `t+${String(Math.round((Date.now() - started) / 1000)).padStart(3)}s`;
 const say = (line: string) => process.stdout.write(`[demo] ${line}\n`);
@@ -49,7 +52,7 @@ class GatewayProcess {
     const child = spawn(process.execPath, ['--import', 'tsx', 'examples/gateway.ts', String(gatewayPort)], {
       cwd: ROOT,
       detached: true,
-      env: { ...process.env, GATEWAY_ID },
+      env: { ...process.env, GATEWAY_ID, HEARTBEAT_FORWARD_INTERVAL_MS: String(HEARTBEAT_MS) },
       stdio: ['ignore', log, log],
     });
     closeSync(log);
@@ -155,7 +158,8 @@ function intro(appPid: string, webUi: string | undefined, users: SessionUser[]):
     .join(' ');
   const lines = [
     '',
-    `demo app: ${appPid}   (idle ${idle} s: soft destroy 5 s after a close, hard destroy ${4 * idle} s after)`,
+    `demo app: ${appPid}   (idle ${idle} s: soft destroy 5 s after a close, hard destroy ${4 * idle} s after;`,
+    `          heartbeats every ${HEARTBEAT_MS / 1000} s here instead of 30 × idle, so that they show)`,
     `  Web UI   ${webUi ?? '(none here)'}/namespaces/${namespace}/workflows?query=${query}`,
     `           a session: session:{connectionId}; the gateway: gateway:${GATEWAY_ID}; a user: user:${appPid}:${users[0]!.clientId}`,
     `  CLI      npx tether sessions stats --app ${appPid}`,
@@ -172,6 +176,8 @@ function intro(appPid: string, webUi: string | undefined, users: SessionUser[]):
   for (const l of lines) say(l);
 }
 
+const example = (c: DemoClient) => `e.g. session:${c.connectionId}`;
+
 /** The scripted minute, then churn until Ctrl-C. */
 async function runDemo(life: Lifecycle, webUi: string | undefined, pg: Pool, redis: Redis): Promise<void> {
   const { answers } = await import('../src/dev/dev-server');
@@ -182,26 +188,24 @@ async function runDemo(life: Lifecycle, webUi: string | undefined, pg: Pool, red
   let population: InstanceType<typeof Population> | undefined;
   let status: NodeJS.Timeout | undefined;
   try {
-    await waitReady(life.signal);
     const { appPid, users } = await seed(pg);
     intro(appPid, webUi, users);
-    await gateway.start(life.signal);
+    // The gateway starts while the worker bundles its workflows; sessions wait for the worker.
+    await Promise.all([gateway.start(life.signal), waitReady(life.signal)]);
+    let reconnected = 0;
     const pop = new Population({
       gatewayUrl: `ws://127.0.0.1:${gatewayPort}`,
       appPid,
       redis,
       signal: life.signal,
-      note,
+      onReconnect: () => reconnected++,
     });
     population = pop;
     const idle = config.idleTimeoutMs;
     const allIds = users.map((u) => u.clientId);
     const anon = Array.from({ length: 24 }, (_, i) => pop.add(`anon-${i + 1}`, undefined, allIds.slice(0, i % 3)));
     const tabs = users.flatMap((u) => [pop.add(`${u.username}/tab-1`, u, allIds), pop.add(`${u.username}/tab-2`, u)]);
-    for (const c of [...anon, ...tabs]) {
-      await pop.connect(c);
-      await sleep(60);
-    }
+    await Promise.all([...anon, ...tabs].map((c, i) => sleep(i * 100).then(() => pop.join(c))));
     note(`${anon.length} anonymous clients and ${users.length} users with two tabs each connected (rooms, presence)`);
     const t0 = Date.now();
     const at = (ms: number, fn: () => void) => pop.later(Math.max(0, t0 + ms - Date.now()), fn);
@@ -211,44 +215,47 @@ async function runDemo(life: Lifecycle, webUi: string | undefined, pg: Pool, red
         (line) => note(line),
         () => undefined,
       );
-    }, 10_000);
+    }, 5_000);
 
-    at(3_000, () => {
+    at(1_000, () => {
       for (const c of anon.slice(0, 4)) pop.close(c);
-      note(`anon-1..4 closed for good: disconnected now, destroyed in ${(4 * idle) / 1000} s`);
+      note(`anon-1..4 closed for good: disconnected now, destroyed in ${(4 * idle) / 1000} s (${example(anon[0]!)})`);
     });
-    at(4_000, () => {
+    at(2_000, () => {
       for (const c of anon.slice(4, 7)) {
         pop.close(c);
-        pop.later(2_000, () => void pop.connect(c).then(() => note(`${c.name} reconnected within the grace`)));
+        pop.later(2_000, () => void pop.join(c).then((ok) => ok && note(`${c.name} reconnected within the grace`)));
       }
-      note('anon-5..7 closed; they reconnect 2 s later, within the 5 s grace (presence kept)');
+      note(`anon-5..7 closed; they reconnect 2 s later, within the 5 s grace (${example(anon[4]!)})`);
     });
-    at(5_000, () => {
+    at(3_000, () => {
       for (const c of anon.slice(7, 10)) {
         pop.close(c);
-        pop.later(9_000, () => void pop.connect(c).then(() => note(`${c.name} reconnected after the grace`)));
+        pop.later(9_000, () => void pop.join(c).then((ok) => ok && note(`${c.name} reconnected after the grace`)));
       }
-      note('anon-8..10 closed; they reconnect 9 s later, after the soft destroy (presence removed, then re-joined)');
+      note(
+        `anon-8..10 closed; they reconnect 9 s later, after the soft destroy: presence removed, then re-joined (${example(anon[7]!)})`,
+      );
     });
-    at(6_000, () => {
+    at(4_000, () => {
       pop.close(tabs[1]!);
       pop.close(tabs[2]!);
       pop.close(tabs[3]!);
       note(`${tabs[1]!.name} closed (ada stays online on tab-1); grace closed both tabs (offline after 5 s)`);
     });
-    at(8_000, () => {
+    at(6_000, () => {
       // These clients leave with the gateway: their sessions are closed as gateway-lost.
       for (const c of anon.slice(19, 24)) c.reconnects = false;
       void gateway
         .kill()
         .then(() => sleep(1_000))
         .then(() => gateway.start(life.signal))
-        .then(() =>
+        .then(() => {
           note(
-            `gateway restarted: a new incarnation; its clients reconnect, anon-20..24 do not (closed as gateway-lost, then destroyed)`,
-          ),
-        )
+            `gateway restarted: a new incarnation; anon-20..24 do not come back: closed as gateway-lost, then destroyed (${example(anon[19]!)})`,
+          );
+          pop.later(3_000, () => note(`${reconnected} clients of the killed gateway reconnected through the new one`));
+        })
         .catch((err: unknown) => life.fail(err instanceof Error ? err : new Error(String(err))));
     });
     // Churn until Ctrl-C: a client leaves and a new one joins, now and then one comes back.
@@ -258,16 +265,13 @@ async function runDemo(life: Lifecycle, webUi: string | undefined, pg: Pool, red
       const leaving = open[Math.floor(Math.random() * open.length)];
       if (leaving) pop.close(leaving);
       const c = pop.add(`anon-${++n}`);
-      void pop.connect(c).then(
-        () => note(`${leaving ? `${leaving.name} left, ` : ''}${c.name} joined`),
-        () => undefined,
-      );
+      void pop.join(c).then((ok) => ok && note(`${leaving ? `${leaving.name} left, ` : ''}${c.name} joined`));
       pop.later(4_000, churn);
     };
-    at(14_000, churn);
-    at(30_000, () => {
+    at(12_000, churn);
+    at(28_000, () => {
       const c = pop.add('grace/tab-3', users[1]);
-      void pop.connect(c).then(() => note('grace is back on a new tab (online again)'));
+      void pop.join(c).then((ok) => ok && note('grace is back on a new tab (online again)'));
     });
 
     await new Promise<void>((resolve) => life.signal.addEventListener('abort', () => resolve(), { once: true }));

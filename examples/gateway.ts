@@ -7,6 +7,7 @@
  *   socket close -> sessionClient.disconnected({ connectionId, socketId })
  *
  * Run it:  npx tsx examples/gateway.ts [port]    (or GATEWAY_PORT; 0 picks a free port)
+ *          GATEWAY_ID (default example-{port}), HEARTBEAT_FORWARD_INTERVAL_MS (default 30 × idle)
  * Connect: ws://localhost:8080/?appPid=Fef8GnS7C5zN&keyId=k1[&clientId=..][&connectionId=..][&user=..]
  *          (user: the authenticated user as JSON, `{"id": "<uuid>", "clientId": "..", ...}`)
  *
@@ -238,6 +239,10 @@ async function main(): Promise<void> {
     idleTimeoutMs: config.idleTimeoutMs,
     // RelayBox core's instanceId; a new incarnation is drawn at every start.
     gatewayId: process.env.GATEWAY_ID ?? `example-${port}`,
+    // Default 30 × idle; the demo shortens it so that heartbeats show within a minute.
+    ...(process.env.HEARTBEAT_FORWARD_INTERVAL_MS
+      ? { heartbeatForwardIntervalMs: Number(process.env.HEARTBEAT_FORWARD_INTERVAL_MS) }
+      : {}),
   });
   const gateway = await startGateway({ port, sessionClient, idleTimeoutMs: config.idleTimeoutMs, logger });
   logger.info('gateway listening', { port: gateway.port, taskQueue: config.temporal.taskQueue });

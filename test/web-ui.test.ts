@@ -1,24 +1,10 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { readToolPaths } from '../src/dev/environment';
 import { SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes';
 import { TestWorkflowEnvironment as Env } from '@temporalio/testing';
+import { gotoUntilVisible, launchBrowser, listedSessionIds, screenshot } from './helpers/browser';
 import { makeSession, nanoid, seedApp, startStack } from './helpers/stack';
-
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = path.resolve(__dirname, '../test-results');
-// Flags for a closed network: without them Chromium keeps dialling Google's services.
-const ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** What an operator does: find a session by search attribute, open it, read its state. */
 describe('Temporal Web UI (dev server, headless Chromium)', () => {
@@ -27,9 +13,6 @@ describe('Temporal Web UI (dev server, headless Chromium)', () => {
   const uiPort = 20000 + Math.floor(Math.random() * 20000);
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`${CHROMIUM} is missing: run 'npm run setup -- --browser' (installs Debian's chromium)`);
-    }
     const { temporalCli } = readToolPaths();
     env = await Env.createLocal({
       server: {
@@ -39,7 +22,7 @@ describe('Temporal Web UI (dev server, headless Chromium)', () => {
         extraArgs: ['--log-level', 'error'],
       },
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    browser = await launchBrowser();
   });
   afterAll(async () => {
     await browser?.close();
@@ -58,18 +41,8 @@ describe('Temporal Web UI (dev server, headless Chromium)', () => {
       const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
       const query = encodeURIComponent(`AppPid="${appPid}" AND ClientId="${clientId}"`);
       const rowLink = page.locator(`a[href*="${encodeURIComponent(`session:${s.connectionId}`)}"]`).first();
-      // Visibility is eventually consistent: reload until the row is listed.
-      for (let i = 0; i < 20 && !(await rowLink.isVisible()); i++) {
-        await page.goto(`http://127.0.0.1:${uiPort}/namespaces/default/workflows?query=${query}`);
-        await rowLink.waitFor({ timeout: 1500 }).catch(() => undefined);
-      }
-      const listed = await page
-        .locator('a[href*="/workflows/session%3A"]')
-        .evaluateAll((as) => [
-          ...new Set(
-            as.map((a) => decodeURIComponent((a as unknown as { pathname: string }).pathname.split('/')[4] ?? '')),
-          ),
-        ]);
+      await gotoUntilVisible(page, `http://127.0.0.1:${uiPort}/namespaces/default/workflows?query=${query}`, rowLink);
+      const listed = await listedSessionIds(page);
       expect(listed).toEqual([`session:${s.connectionId}`]);
 
       await rowLink.click();
@@ -84,8 +57,7 @@ describe('Temporal Web UI (dev server, headless Chromium)', () => {
       const text = await page.locator('main').innerText();
       expect(text).toContain(`"status": "connected"`);
       expect(text).toContain(s.socketId);
-      mkdirSync(SHOTS, { recursive: true });
-      await page.screenshot({ path: path.join(SHOTS, 'ui-session-query.png'), fullPage: true });
+      await screenshot(page, 'ui-session-query.png');
     } finally {
       await stack.stop();
     }
