@@ -67,13 +67,19 @@ export const capacity: Scenario = {
     const rampMs = (cfg.target / cfg.openRate) * 1000;
     const plannedMs = rampMs + cfg.holdMs + 4 * idle + cfg.target * 35;
     const progress = (text: string) => ctx.progress.update((Date.now() - started) / plannedMs, text);
-    const connected = new Set<string>();
-    run.hooks.done = (event: TraceEvent) => {
-      if (event.kind === 'open') connected.add(event.socketId);
+    // socketId → when connected() returned. A session is checked from one idle period after that
+    // (its connect effect wrote the first marker, and a renewal came since).
+    const connected = new Map<string, number>();
+    run.hooks.done = (event: TraceEvent, _s, doneAt) => {
+      if (event.kind === 'open') connected.set(event.socketId, doneAt);
     };
     const live: SimConnection[] = [];
-    const liveIds = () =>
-      live.filter((c) => c.openSocket !== null && connected.has(c.openSocket)).map((c) => c.connectionId);
+    const liveIds = () => {
+      const settled = Date.now() - idle;
+      return live
+        .filter((c) => c.openSocket !== null && (connected.get(c.openSocket) ?? Infinity) <= settled)
+        .map((c) => c.connectionId);
+    };
     const watch = new MarkerWatch(ctx.redis, liveIds, cfg.checkEveryMs);
     const pongs = cfg.pongsUpTo > 0 ? new PongFeeder(run.driver, idle) : null;
     const memory: { at: number; sessions: number; memory: WorkerMemory }[] = [];
@@ -116,7 +122,8 @@ export const capacity: Scenario = {
       const connectMs = [...run.target.connectMs];
       memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
 
-      // ---- hold
+      // ---- hold (from one idle period on: every held session is checked by then)
+      await sleep(idle);
       const holdFrom = Date.now();
       const unknownBefore = run.driver.stats.unknownSessions;
       const cpu0 = cpuSnapshot([]);
@@ -126,12 +133,12 @@ export const capacity: Scenario = {
           `hold ${round((Date.now() - holdFrom) / 1000, 0)}/${cfg.holdMs / 1000} s: ${held.length} sessions, ${checks.length} checks, ${checks.reduce((n, c) => n + c.missing, 0)} missing`,
         );
         await sleep(Math.min(5000, cfg.checkEveryMs));
-        if (memory.at(-1)!.at < Date.now() - 60_000 || ctx.quick)
+        if (memory.at(-1)!.at < Date.now() - 60_000)
           memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
       }
-      await watch.check();
       await watch.stop();
       const cpu1 = cpuSnapshot([]);
+      memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
       const holdS = (cpu1.at - cpu0.at) / 1000;
       const serverCpuPct = round(((cpu1.devServer - cpu0.devServer) / holdS) * 100, 1);
       const checks = watch.since(holdFrom);

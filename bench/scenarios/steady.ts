@@ -64,12 +64,18 @@ export const steady: Scenario = {
     const progress = (text: string) => ctx.progress.update((Date.now() - started) / plannedMs, text);
 
     // Live = connected() returned for its socket, socket still open.
-    const connectedSockets = new Set<string>();
-    run.hooks.done = (event: TraceEvent) => {
-      if (event.kind === 'open') connectedSockets.add(event.socketId);
+    // Checked from one idle period after connected() returned (the connect effect wrote the first
+    // marker, and a renewal came since).
+    const connectedSockets = new Map<string, number>();
+    run.hooks.done = (event: TraceEvent, _s, doneAt) => {
+      if (event.kind === 'open') connectedSockets.set(event.socketId, doneAt);
     };
-    const liveIds = () =>
-      live.filter((c) => c.openSocket !== null && connectedSockets.has(c.openSocket)).map((c) => c.connectionId);
+    const liveIds = () => {
+      const settled = Date.now() - idle;
+      return live
+        .filter((c) => c.openSocket !== null && (connectedSockets.get(c.openSocket) ?? Infinity) <= settled)
+        .map((c) => c.connectionId);
+    };
     const watch = new MarkerWatch(ctx.redis, liveIds, cfg.checkEveryMs);
 
     const live: SimConnection[] = [];
