@@ -115,9 +115,11 @@ export const capacity: Scenario = {
       }
       run.driver.clear();
       await run.driver.drained();
-      // Sessions whose open was never issued are not part of the run's population.
+      // Sessions whose open was never issued are not part of the run's population (nor its audit).
       const held = live.filter((c) => c.openSocket !== null && connected.has(c.openSocket));
       live.splice(0, live.length, ...held);
+      const issued = run.conns.filter((c) => c.openSocket !== null);
+      run.conns.splice(0, run.conns.length, ...issued);
       const rampS = (Date.now() - t0) / 1000;
       const connectMs = [...run.target.connectMs];
       memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
