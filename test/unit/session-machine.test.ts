@@ -201,6 +201,11 @@ describe('session machine: reconnects', () => {
     const { m, s } = connected();
     m.active({ session: { ...s, socketId: randomUUID() }, at: T0, gateway: { ...GW, incarnation: 'inc-2' } }, T0 + 1);
     expect(effectOf(m.next(T0 + 1)).previousHolder).toEqual(GW);
+    done(m, m.next(T0 + 1));
+    // Another gateway that happens to reuse the incarnation string is still another holder.
+    const next = { gatewayId: 'gw-9', incarnation: 'inc-2' };
+    m.active({ session: { ...s, socketId: randomUUID() }, at: T0, gateway: next }, T0 + 2);
+    expect(effectOf(m.next(T0 + 2)).previousHolder).toEqual({ ...GW, incarnation: 'inc-2' });
   });
 
   it('an active of the socket that just closed (a late retry) opens a new lifetime', () => {
