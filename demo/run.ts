@@ -205,7 +205,7 @@ async function runDemo(life: Lifecycle, webUi: string | undefined, pg: Pool, red
     const allIds = users.map((u) => u.clientId);
     const anon = Array.from({ length: 24 }, (_, i) => pop.add(`anon-${i + 1}`, undefined, allIds.slice(0, i % 3)));
     const tabs = users.flatMap((u) => [pop.add(`${u.username}/tab-1`, u, allIds), pop.add(`${u.username}/tab-2`, u)]);
-    await Promise.all([...anon, ...tabs].map((c, i) => sleep(i * 100).then(() => pop.join(c))));
+    await Promise.all([...anon, ...tabs].map((c, i) => sleep(i * 50).then(() => pop.join(c))));
     note(`${anon.length} anonymous clients and ${users.length} users with two tabs each connected (rooms, presence)`);
     const t0 = Date.now();
     const at = (ms: number, fn: () => void) => pop.later(Math.max(0, t0 + ms - Date.now()), fn);

@@ -173,8 +173,10 @@ describe('npm run demo (a child process; Web UI in headless Chromium)', () => {
       page,
       `${ui}/namespaces/default/workflows?query=${query}`,
       page.locator('a[href*="/workflows/session%3A"]').first(),
+      { tries: 6, waitMs: 8000 },
     );
     const listed = await listedSessionIds(page);
+    if (listed.length === 0) await screenshot(page, 'ui-demo-sessions-failed.png');
     expect(listed.length).toBeGreaterThanOrEqual(10);
     for (const id of listed) expect(id.startsWith(`session:${appPid}:`)).toBe(true);
     await screenshot(page, 'ui-demo-sessions.png');

@@ -24,11 +24,19 @@ export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: ARGS });
 }
 
-/** Visibility is eventually consistent: (re)load `url` until `target` shows, at most `tries` times. */
-export async function gotoUntilVisible(page: Page, url: string, target: Locator, tries = 20): Promise<void> {
+/**
+ * Visibility is eventually consistent: (re)load `url` until `target` shows, at most `tries` times,
+ * waiting `waitMs` after each load (the page itself renders slowly on a loaded machine).
+ */
+export async function gotoUntilVisible(
+  page: Page,
+  url: string,
+  target: Locator,
+  { tries = 20, waitMs = 1500 }: { tries?: number; waitMs?: number } = {},
+): Promise<void> {
   for (let i = 0; i < tries && !(await target.isVisible()); i++) {
     await page.goto(url);
-    await target.waitFor({ timeout: 1500 }).catch(() => undefined);
+    await target.waitFor({ timeout: waitMs }).catch(() => undefined);
   }
 }
 
