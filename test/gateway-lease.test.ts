@@ -138,6 +138,24 @@ describe('gateway lease (time-skipping)', () => {
     expect(st.destroyReason).toBe(DestroyReason.gatewayLost);
   });
 
+  it('a connect under an incarnation already lost stores nothing and closes as gateway-lost (no session slips past the fan-out)', async () => {
+    const g = gateway();
+    await g.connected(makeSession(appPid), serverTime);
+    await g.close();
+    await env.client.workflow.getHandle(gatewayWorkflowId(g.holder.gatewayId)).result();
+    // The same process's late connect (say, delayed behind a worker outage) under the lost incarnation.
+    const late = gateway({ ...g.holder });
+    const s = makeSession(appPid);
+    await late.connected(s, serverTime);
+    const st = (await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).result()) as SessionView;
+    expect(st.destroyReason).toBe(DestroyReason.gatewayLost);
+    expect(await indexed(late, s)).toBe(false);
+    const rows = await stack.resources.pg.query('SELECT 1 FROM connections WHERE "connectionId" = $1', [
+      s.connectionId,
+    ]);
+    expect(rows.rowCount).toBe(0);
+  });
+
   it('refuses a gatewayId or incarnation that is empty, too long or has NUL, naming the field', () => {
     const refused = (o: Partial<SessionClientOptions>) => {
       try {
