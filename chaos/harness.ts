@@ -231,13 +231,18 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
       stamp(
         `client fuzz: ${clientFuzz.rejectedTyped}/${clientFuzz.calls} rejected with a typed error naming the field`,
       );
-    })();
+    })().catch((err: unknown) => {
+      violate(c, 'malformed-rejected-typed', 'client fuzz', `could not run: ${errorText(err)}`.slice(0, 500));
+    });
     const targets = live.slice(0, Math.min(4, live.length));
     const expectedFaultTime = opts.faults.length * (opts.faultGapMs + 20_000);
     const raw = (async () => {
       rawFuzz = await fuzzRawSignals(c, targets, fuzzBase, opts.rawFuzzRuns, opts.seed + 1, expectedFaultTime);
       stamp(`raw signals: ${rawFuzz.sent} malformed sent, ${rawFuzz.observedDrops} dropped by the workflows`);
-    })();
+    })().catch((err: unknown) => {
+      // No worker to answer the baseline query (--no-worker), say: recorded, not an unhandled rejection.
+      violate(c, 'raw-signals-dropped', 'raw signal fuzz', `could not run: ${errorText(err)}`.slice(0, 500));
+    });
 
     for (const kind of opts.faults) {
       if (aborter.signal.aborted) break;

@@ -6,8 +6,9 @@ import { formatReport } from '../chaos/report';
 /**
  * The short failure suite (`npm run chaos -- --quick`): a few hundred sessions while each fault
  * kind is injected once (worker SIGKILL, also in the middle of a destroy; Redis, Postgres and
- * RabbitMQ each stopped and started; the Temporal dev server killed and restarted on its database),
- * plus fuzzed client calls and raw signals. The invariant checker must find nothing.
+ * RabbitMQ each stopped and started; the Temporal dev server killed and restarted on its database;
+ * a gateway process holding sessions killed without releasing its lease, a new incarnation
+ * reconnecting some of them), plus fuzzed client calls and raw signals. The invariant checker must find nothing.
  */
 describe('failure suite, short', () => {
   it(
@@ -29,6 +30,9 @@ describe('failure suite, short', () => {
       expect(report.sessions.total).toBeGreaterThanOrEqual(300);
       expect(report.malformed.client?.calls ?? 0).toBeGreaterThan(0);
       expect(report.malformed.client?.rejectedTyped).toBe(report.malformed.client?.calls);
+      const kill = report.faults.find((f) => f.kind === 'gateway-kill');
+      expect(kill?.gateway?.lost).toBeGreaterThan(0);
+      expect(kill?.gateway?.moved).toBeGreaterThan(0);
     },
     16 * 60_000,
   );
