@@ -10,7 +10,7 @@ import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/wo
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
 import { openResources, type Resources } from '../src/resources';
-import { createWorker, MAX_CACHED_WORKFLOWS } from '../src/worker';
+import { createWorker, WORKER_CONCURRENCY } from '../src/worker';
 import { ceilingActivities } from './ceiling/activities';
 import type { WorkerChildConfig, WorkerMemory } from './lib/stack';
 
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
       taskQueue: cfg.taskQueue,
       workflowBundle: { codePath: cfg.bundlePath },
       activities: ceilingActivities,
-      maxCachedWorkflows: MAX_CACHED_WORKFLOWS,
+      ...WORKER_CONCURRENCY,
       shutdownGraceTime: '10s',
     });
   }

@@ -31,6 +31,18 @@ export interface CreateWorkerOptions {
  */
 export const MAX_CACHED_WORKFLOWS = 1000;
 
+/**
+ * A session's workflow task stays open while its effect (a local activity) waits on Redis, Postgres
+ * or RabbitMQ, so task slots are I/O-bound: at the SDK's default of 40, a few slow effects held
+ * every slot, and the gateway workflows' renewals (which keep every marker alive) queued behind
+ * them (bench `capacity`, `gateway-lost`). Room for more waiting tasks; the CPU work per task is small.
+ */
+export const WORKER_CONCURRENCY = {
+  maxCachedWorkflows: MAX_CACHED_WORKFLOWS,
+  maxConcurrentWorkflowTaskExecutions: 200,
+  maxConcurrentLocalActivityExecutions: 200,
+} as const;
+
 /** A ready worker for the session task queue; the caller runs and shuts it down. */
 export async function createWorker(options: CreateWorkerOptions): Promise<Worker> {
   const { connection, config, resources, logger } = options;
@@ -45,7 +57,7 @@ export async function createWorker(options: CreateWorkerOptions): Promise<Worker
       ? { workflowBundle: options.workflowBundle }
       : { workflowsPath: require.resolve('./workflows') }),
     activities: instrument(createActivities({ ...resources, config, logger, temporal, taskQueue })),
-    maxCachedWorkflows: MAX_CACHED_WORKFLOWS,
+    ...WORKER_CONCURRENCY,
     shutdownGraceTime: '10s',
   });
 }
