@@ -329,6 +329,12 @@ describe('session lifecycle (time-skipping)', () => {
     });
     expect(final.status).toBe(SessionStatus.destroyed);
     expect(final.destroyReason).toBe(DestroyReason.closed);
+    // The close came before the connect effect ran: both still land, connect first.
+    const rows = await stack.resources.pg.query<{ connectionEventType: string }>(
+      'SELECT "connectionEventType" FROM connections WHERE "connectionId" = $1 ORDER BY 1',
+      [s.connectionId],
+    );
+    expect(rows.rows.map((r) => r.connectionEventType)).toEqual(['connect', 'disconnect']);
     const history = await handle.fetchHistory();
     expect(history.events?.filter((e) => e.workflowTaskFailedEventAttributes) ?? []).toEqual([]);
   });

@@ -45,8 +45,9 @@ export interface SessionState {
   previousHolder: GatewayHolder | null;
   /** Bumped by every new socket: an effect's result applies only to its own lifetime. */
   lifetime: number;
-  /** The effect a signal made owed (the timed ones follow from the deadlines). */
-  owed: 'connect' | 'close' | null;
+  /** Effects a signal made owed (the timed ones follow from the deadlines); connect goes first. */
+  connectOwed: boolean;
+  closeOwed: boolean;
   connectedAt: number;
   /** The gateway's time of the connect, for the connection row. */
   connectEventAt: number;

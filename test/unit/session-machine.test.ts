@@ -163,6 +163,15 @@ describe('session machine: close, soft and hard destroy', () => {
     expect(effectOf(m.next(T0 + 6))).toMatchObject({ kind: EffectKind.close, lifetime: 0 });
   });
 
+  it('a close before the connect effect ran: the connect runs first, then the close (one row each)', () => {
+    const s = session();
+    const m = SessionMachine.start({ session: s, at: T0, gateway: GW }, T0, OPTIONS);
+    close(m, s, T0 + 1);
+    expect(done(m, m.next(T0 + 1)).kind).toBe(EffectKind.connect);
+    expect(done(m, m.next(T0 + 2)).kind).toBe(EffectKind.close);
+    expect(m.next(T0 + 3)).toEqual({ kind: 'wait', until: T0 + 1 + SOFT_DESTROY_DELAY_MS, quiet: false });
+  });
+
   it('a close of an older socket is stale: counted, nothing changes', () => {
     const { m, s } = connected();
     close(m, { ...s, socketId: randomUUID() }, T0 + 10);
@@ -350,7 +359,8 @@ describe('session machine: invalidate and rejection', () => {
     expect(m.state).toMatchObject({
       status: SessionStatus.disconnected,
       closeReason: DestroyReason.gatewayLost,
-      owed: null,
+      connectOwed: false,
+      closeOwed: false,
     });
     expect(effectOf(m.next(T0 + 5_000)).kind).toBe(EffectKind.softDestroy);
     settle(m, T0 + 4 * IDLE);

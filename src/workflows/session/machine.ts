@@ -133,7 +133,7 @@ export class SessionMachine {
   next(now: number): Step {
     const s = this.state;
     if (s.status === SessionStatus.destroyed) return { kind: 'done' };
-    if (s.owed === EffectKind.connect) return this.effect(EffectKind.connect);
+    if (s.connectOwed) return this.effect(EffectKind.connect);
     if (s.status === SessionStatus.connected) {
       if (s.invalidateReason !== null) {
         this.close(now, now, DestroyReason.invalidated);
@@ -143,7 +143,7 @@ export class SessionMachine {
         this.close(s.lastSeenAt, s.lastSeenAt, DestroyReason.liveness);
       }
     }
-    if (s.owed === EffectKind.close) return this.effect(EffectKind.close);
+    if (s.closeOwed) return this.effect(EffectKind.close);
     const destroyNow = s.invalidateReason !== null;
     if (!s.presenceRemoved) {
       if (destroyNow || now >= s.softDestroyAt!) return this.effect(EffectKind.softDestroy);
@@ -163,14 +163,14 @@ export class SessionMachine {
     if (outcome.rejected !== undefined) s.invalidateReason ??= `rejected: ${outcome.rejected}`;
     switch (effect.kind) {
       case EffectKind.connect:
-        // A close may have come while it ran: then the close is owed now.
-        if (s.owed === EffectKind.connect) s.owed = null;
+        // A close that came before or while it ran stays owed: it follows now.
+        s.connectOwed = false;
         // A rejected connect stored nothing: its close has no row to record.
         if (outcome.rejected !== undefined) this.close(s.connectedAt, s.connectedAt, DestroyReason.invalidated, false);
         else if (outcome.holderLost) this.close(s.connectedAt, s.connectedAt, DestroyReason.gatewayLost, false);
         return;
       case EffectKind.close:
-        s.owed = null;
+        s.closeOwed = false;
         return;
       case EffectKind.softDestroy:
         s.presenceRemoved = true;
@@ -191,7 +191,7 @@ export class SessionMachine {
       softDestroyAt: closedAt + SOFT_DESTROY_DELAY_MS,
       hardDestroyAt: closedAt + 4 * this.options.idleTimeoutMs,
       closeReason: reason,
-      owed: record ? EffectKind.close : null,
+      closeOwed: record,
     } satisfies Partial<SessionState>);
   }
 
@@ -233,7 +233,8 @@ function fresh(
     holder,
     previousHolder: moved ? previousHolder : null,
     lifetime: 0,
-    owed: EffectKind.connect,
+    connectOwed: true,
+    closeOwed: false,
     connectedAt: now,
     connectEventAt: at,
     lastSeenAt: now,
