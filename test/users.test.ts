@@ -225,7 +225,16 @@ describe('users online/offline (dev server, two workers)', () => {
       await pause(2_000);
       const a2 = reconnect(a);
       await stack.client.connected(a2);
-      await pause(5_000);
+      // The session itself says no soft destroy is owed any more (its reconnect took it back), so
+      // no offline edge can follow: read that, then drain the broadcasts, instead of waiting 5 s.
+      const back = await waitFor(
+        'the reconnect applied',
+        () => stack.client.describe(a.connectionId),
+        (st) => st?.socketId === a2.socketId && st.status === 'connected',
+      );
+      expect(back).toMatchObject({ softDestroyAt: null, hardDestroyAt: null, presenceRemoved: false });
+      expect(back!.counts.presenceRemovals).toBe(0);
+      await capture.drain();
       expect(await observed(user)).toMatchObject({ redisOnline: true, dbOnline: true, connections: [a.connectionId] });
       expect(capture.events()).toEqual(['connection:status', 'connect']);
 
