@@ -87,6 +87,32 @@ describe('connectionId ownership (dev server)', () => {
     expect(await stack.resources.redis.hexists(keys.usersOnline(appPid), intruder.clientId)).toBe(0);
   });
 
+  it('after continue-as-new the new run still refuses a takeover (memo carried from state)', async () => {
+    // A heartbeat per call (each 10 s later by the gateway's clock) and a short history: the session
+    // continues as new within a few calls.
+    const chatty = stack.newClient({ maxHistoryEvents: 20, heartbeatForwardIntervalMs: 10_000 });
+    let at = Date.now();
+    const owner = makeSession(appPid);
+    await chatty.connected(owner);
+    const first = (await env.client.workflow.getHandle(sessionWorkflowId(owner.connectionId)).describe()).runId;
+    await waitFor(
+      'continued as new',
+      async () => {
+        await chatty.heartbeat(owner.connectionId, (at += 10_000));
+        return (await env.client.workflow.getHandle(sessionWorkflowId(owner.connectionId)).describe()).runId;
+      },
+      (run) => run !== first,
+    );
+    const d = await env.client.workflow.getHandle(sessionWorkflowId(owner.connectionId)).describe();
+    expect(d.memo).toEqual({ uid: owner.uid, appPid });
+    const err = await stack.client.connected({ ...owner, uid: 'intruder', socketId: randomUUID() }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConnectionOwnershipError);
+    expect((await state(owner)).counts.continuedAsNew).toBeGreaterThanOrEqual(1);
+  });
+
   it('a reconnect by the same uid (new socket) is accepted', async () => {
     const owner = await connectedOwner();
     const before = await snapshot(owner);

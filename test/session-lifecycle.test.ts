@@ -272,11 +272,12 @@ describe('session lifecycle (time-skipping)', () => {
     expect(st.counts.heartbeats).toBe(30);
     expect(st.status).toBe(SessionStatus.connected);
     await client.disconnected(s, await now());
-    await advanceTo(
-      ms((await state(s)).disconnectedAt)! + HARD + 1_000,
-      (x) => x.status === SessionStatus.destroyed,
-      s,
-    );
+    const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
+    const final = (await handle.result()) as SessionView;
+    expect(final.destroyReason).toBe(DestroyReason.closed);
+    const { events } = await handle.fetchHistory();
+    console.log('LAST RUN', events!.map((e) => String(e.eventType)).join(','));
+    expect(events?.filter((e) => e.workflowTaskFailedEventAttributes) ?? []).toEqual([]);
   });
 
   it('the state query shows times as ISO-8601 UTC strings and the deadlines next to the status', async () => {

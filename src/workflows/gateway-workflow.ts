@@ -123,11 +123,10 @@ export async function gatewayWorkflow(input: GatewayWorkflowInput): Promise<Gate
     }
     const info = workflowInfo();
     if (info.historyLength >= maxEvents || info.continueAsNewSuggested) {
+      // A signal handled meanwhile is in the state it carries (an owed fan-out or refresh included).
       await condition(allHandlersFinished);
-      if (!changed) {
-        state.counts.continuedAsNew++;
-        await makeContinueAsNewFunc<typeof gatewayWorkflow>()({ ...input, state });
-      }
+      state.counts.continuedAsNew++;
+      await makeContinueAsNewFunc<typeof gatewayWorkflow>()({ ...input, state });
     }
     changed = false;
     await deadline.wait(state.current.renewedAt + lapse, () => changed);

@@ -67,15 +67,14 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
     }
     const info = workflowInfo();
     if (step.quiet && (info.historyLength >= maxEvents || info.continueAsNewSuggested)) {
+      // A signal handled meanwhile is in the state it carries, owed effects included.
       await condition(allHandlersFinished);
-      if (!changed) {
-        m.state.counts.continuedAsNew++;
-        // Memo and search attributes from state, not workflowInfo(): not every server carries them over.
-        await makeContinueAsNewFunc<typeof sessionWorkflow>({
-          memo: sessionMemo(m.state.session),
-          typedSearchAttributes: sessionSearchAttributes(m.state.session, m.state.status),
-        })({ ...input, state: m.state });
-      }
+      m.state.counts.continuedAsNew++;
+      // Memo and search attributes from state, not workflowInfo(): not every server carries them over.
+      await makeContinueAsNewFunc<typeof sessionWorkflow>({
+        memo: sessionMemo(m.state.session),
+        typedSearchAttributes: sessionSearchAttributes(m.state.session, m.state.status),
+      })({ ...input, state: m.state });
     }
     changed = false;
     await deadline.wait(step.until, () => changed);
