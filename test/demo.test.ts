@@ -88,6 +88,8 @@ async function eventNames(page: Page, workflowId: string): Promise<string[]> {
     .map(({ text }) => {
       const local = /Local Activity Activity Type (\w+)/.exec(text);
       if (local) return `local:${local[1]}`;
+      const activity = /Activity Task Scheduled .*?Activity Type (\w+)/.exec(text);
+      if (activity) return `activity:${activity[1]}`;
       const signal = /Workflow Execution Signaled Signal Name (\w+)/.exec(text);
       if (signal) return `signal:${signal[1]}`;
       if (/Timer (Started|Fired)/.test(text)) return 'timer';
@@ -194,7 +196,7 @@ describe('npm run demo (a child process; Web UI in headless Chromium)', () => {
         'signal:gatewayLost',
         'local:closeSession',
         'local:softDestroySession',
-        'local:hardDestroySession',
+        'activity:hardDestroySession',
         'Workflow Execution Completed',
       ]),
     ).toBe(true);

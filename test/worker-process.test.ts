@@ -321,7 +321,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
     // The SDK's own metrics, from the same exporter (labels task_queue/workflow_type/activity_type).
     expect(sum('temporal_workflow_completed_total', `task_queue="${taskQueue}"`)).toBeGreaterThanOrEqual(1);
     expect(
-      sum('temporal_local_activity_execution_latency_count', 'activity_type="hardDestroySession"'),
+      sum('temporal_activity_execution_latency_count', 'activity_type="hardDestroySession"'),
     ).toBeGreaterThanOrEqual(1);
     expect(sum('temporal_worker_start_total')).toBeGreaterThanOrEqual(1);
     expect(samples.some((x) => x.name.startsWith('temporal_'))).toBe(true);

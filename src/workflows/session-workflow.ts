@@ -38,9 +38,9 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
     throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidInput');
   }
   if (!input.state) metrics.started.add(1);
-  const inbox: (() => void)[] = [];
+  let changed = false;
   const view = () => sessionView(m.state, options.livenessTimeoutMs);
-  setSessionHandlers(m, metrics, view, (apply) => inbox.push(apply));
+  setSessionHandlers(m, metrics, view, () => (changed = true));
 
   const deadline = new Deadline();
   // SessionStatus while the run lives; a destroyed session is a closed run (one upsert fewer).
@@ -53,19 +53,12 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
       if (step.effect.kind === EffectKind.softDestroy && step.effect.lifetime === m.state.lifetime)
         metrics.presenceRemoved.add(1);
       m.done(step.effect, outcome);
-      if (m.state.status === SessionStatus.destroyed) metrics.destroyed.add(1, { reason: m.state.destroyReason! });
-      continue;
-    }
-    // Signals are applied after the effects that were due when they came: a task retried with a
-    // signal added (its completion refused, a worker lost) then runs the same local activities in
-    // the same order before it, as a replay must (docs/design.md, "Local activities").
-    if (inbox.length > 0) {
-      for (const apply of inbox.splice(0)) apply();
       continue;
     }
     if (step.kind === 'done') {
+      metrics.destroyed.add(1, { reason: m.state.destroyReason! });
       await condition(allHandlersFinished);
-      if (inbox.length === 0) return view();
+      if (m.next(Date.now()).kind === 'done') return view();
       continue; // a reconnect landed in the same activation
     }
     if (m.state.status !== shown) {
@@ -83,6 +76,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
         typedSearchAttributes: sessionSearchAttributes(m.state.session, m.state.status),
       })({ ...input, state: m.state });
     }
-    await deadline.wait(step.until, () => inbox.length > 0);
+    changed = false;
+    await deadline.wait(step.until, () => changed);
   }
 }

@@ -13,26 +13,22 @@ import type { SessionMachine } from './machine';
 import type { sessionMetrics } from './metrics';
 
 /**
- * The session's message handlers. Each hands the loop what to feed the machine, with the workflow
- * clock of its arrival; the loop applies it after the effects that were due (see the workflow).
- * What the machine drops as malformed is logged: a poisoned signal never fails the task.
+ * The session's message handlers: each feeds the machine with the workflow clock, logs what it
+ * dropped as malformed (a poisoned signal never fails the task) and tells the loop something changed.
  */
 export function setSessionHandlers(
   m: SessionMachine,
   metrics: ReturnType<typeof sessionMetrics>,
   view: () => SessionView,
-  enqueue: (apply: () => void) => void,
+  changed: () => void,
 ): void {
   const on =
     <A>(apply: (raw: A, now: number) => void) =>
     (raw: A) => {
-      const now = Date.now();
-      enqueue(() => {
-        const dropped = m.state.counts.droppedSignals;
-        apply(raw, now);
-        if (m.state.counts.droppedSignals > dropped && m.dropped)
-          log.warn('malformed signal dropped', { ...m.dropped });
-      });
+      const dropped = m.state.counts.droppedSignals;
+      apply(raw, Date.now());
+      if (m.state.counts.droppedSignals > dropped && m.dropped) log.warn('malformed signal dropped', { ...m.dropped });
+      changed();
     };
   setHandler(stateQuery, view);
   setHandler(
