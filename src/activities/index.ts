@@ -140,7 +140,8 @@ export function createActivities(deps: ActivityDeps) {
     },
   };
 
-  // The session workflow's four effects (docs/design.md), each one local activity.
+  // The session workflow's four effects (docs/design.md): connect, close and soft destroy run as
+  // local activities, the hard destroy as a regular one.
   const session = {
     /**
      * Connect: marker, heartbeat score and the holder's index; the connect row; the user up. Nothing
