@@ -256,6 +256,13 @@ describe('users online/offline (dev server, two workers)', () => {
         (o) => !o.redisOnline && o.dbOnline === false && o.connections.length === 0,
         15_000,
       );
+      // Redis and the DB go offline before the edge's broadcasts are published: drain once the user
+      // workflow has counted the edge (its activity returns after the publish confirms).
+      await waitFor(
+        'the offline edge recorded',
+        () => userState(user),
+        (st) => st.counts.offlineEdges === 1,
+      );
       await capture.drain();
       expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
     } finally {
