@@ -4,13 +4,13 @@ import {
   log,
   makeContinueAsNewFunc,
   proxyActivities,
-  proxyLocalActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import { checkGateway } from '../session';
 import { Deadline } from './deadline';
+import { EffectRunner } from './effect-runner';
 import {
   acquireLeaseSignal,
   gatewayStateQuery,
@@ -20,10 +20,6 @@ import {
   type GatewayWorkflowInput,
 } from './gateway-messages';
 
-const local = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '10s',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
-});
 // The fan-out may take minutes; the heartbeat carries its cursor to the next attempt.
 const fanOut = proxyActivities<Activities>({
   startToCloseTimeout: '1h',
@@ -91,6 +87,7 @@ export async function gatewayWorkflow(input: GatewayWorkflowInput): Promise<Gate
   });
 
   const deadline = new Deadline();
+  const fx = new EffectRunner();
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   for (;;) {
     const owed = state.owed[0];
@@ -101,7 +98,7 @@ export async function gatewayWorkflow(input: GatewayWorkflowInput): Promise<Gate
     }
     if (state.refreshOwed && state.current) {
       state.refreshOwed = false;
-      const { refreshed } = await local.refreshGatewayMarkers({
+      const { refreshed } = await fx.run('refreshGatewayMarkers', {
         holder: holder(state.current.incarnation),
         at: Date.now(),
       });

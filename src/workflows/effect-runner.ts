@@ -1,0 +1,75 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  log,
+  proxyActivities,
+  proxyLocalActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities } from '../activities';
+
+type Name = keyof Activities;
+type Input<K extends Name> = Parameters<Activities[K]>[0];
+type Output<K extends Name> = Awaited<ReturnType<Activities[K]>>;
+
+/** Schedule-to-close of one local activity, its retries included. */
+export const LOCAL_BUDGET_MS = 2_500;
+/** Local activities one workflow task may run: together they end before the task's heartbeat (8 s). */
+export const LOCAL_PER_TASK = 2;
+
+const retry = { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' } as const;
+const local = proxyLocalActivities<Activities>({ scheduleToCloseTimeout: LOCAL_BUDGET_MS, retry });
+const durable = proxyActivities<Activities>({ startToCloseTimeout: '10s', retry });
+
+/**
+ * Runs effects as local activities that always resolve inside the workflow task that scheduled
+ * them, and as regular activities otherwise.
+ *
+ * Why the bound: the SDK heartbeats a task whose local activities outlive 80 % of its 10 s
+ * timeout; signals that came meanwhile are then handed to the workflow before the marker lands
+ * in a later task, but on replay the marker is handed over first. Code that chooses its next
+ * effect from both then takes another path on replay: a nondeterminism error that strands the run
+ * (docs/design.md, "Local activities"; test/slow-effects.test.ts). So a local activity has a budget
+ * of LOCAL_BUDGET_MS, a task runs at most LOCAL_PER_TASK of them, and an effect that did not land in
+ * its budget (an outage, a stalled store) runs again as a regular activity, retried until it lands.
+ * Effects are idempotent, so a local attempt that completes after its timeout does no harm.
+ */
+export class EffectRunner {
+  private task = -1;
+  private localInTask = 0;
+
+  async run<K extends Name>(name: K, input: Input<K>, options: { durable?: boolean } = {}): Promise<Output<K>> {
+    if (!options.durable && this.localSlot()) {
+      try {
+        return await (local[name] as (i: Input<K>) => Promise<Output<K>>)(input);
+      } catch (err) {
+        if (isRejection(err)) throw err;
+        log.warn('local effect did not land in its budget; running it as an activity', {
+          effect: name,
+          reason: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+    return (durable[name] as (i: Input<K>) => Promise<Output<K>>)(input);
+  }
+
+  /** The history length changes with every new workflow task and only then (also on replay). */
+  private localSlot(): boolean {
+    const task = workflowInfo().historyLength;
+    if (task !== this.task) {
+      this.task = task;
+      this.localInTask = 0;
+    }
+    return this.localInTask++ < LOCAL_PER_TASK;
+  }
+}
+
+/** Bad input (non-retryable), not an outage: the caller handles it. A local failure may come unwrapped. */
+export function isRejection(err: unknown): err is ActivityFailure | ApplicationFailure {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  return cause instanceof ApplicationFailure && cause.nonRetryable === true;
+}
+
+export function rejectionMessage(err: ActivityFailure | ApplicationFailure): string {
+  return (err instanceof ActivityFailure ? err.cause! : err).message;
+}
