@@ -12,9 +12,9 @@ import { waitUntil } from './helpers/wait';
 
 const IDLE = 30_000;
 const HARD = 4 * IDLE;
-// Longer than 80 % of the 10 s workflow task timeout: the SDK then heartbeats the task while the
-// local activity runs, and signals that came meanwhile are handled before the effect returns (as
-// with a slow effect in production, or after a worker crash inside one).
+// Longer than a local attempt's budget (src/workflows/effect-runner.ts): the held effect runs again
+// as a regular activity, so signals that come meanwhile are handled in later workflow tasks before
+// the effect returns (as with a slow effect in production, or after a worker crash inside one).
 const HOLD_MS = 9_000;
 
 type EffectName = 'connectSession' | 'softDestroySession' | 'hardDestroySession';
