@@ -36,10 +36,15 @@ describe('workflow replay', () => {
     expect(await replay(histories)).toEqual([]);
   });
 
-  it('replays the 0.2 histories of every session path, a lost gateway and a user workflow', async () => {
+  it('replays the 0.2 histories of every session path, a lost gateway, a user workflow and a sweep', async () => {
     const histories = release('0.2');
     expect(histories.map((h) => h.workflowId)).toEqual(
-      expect.arrayContaining(['0.2/session-gateway-lost', '0.2/gateway-lease-lapsed', '0.2/session-continued-as-new']),
+      expect.arrayContaining([
+        '0.2/session-gateway-lost',
+        '0.2/gateway-lease-lapsed',
+        '0.2/session-continued-as-new',
+        '0.2/sweep-stale-ids',
+      ]),
     );
     expect(await replay(histories)).toEqual([]);
   });

@@ -8,6 +8,7 @@ import {
   type SessionClient,
   type SessionView,
 } from '../../src/client';
+import { HEARTBEAT_KEY } from '../../src/activities/redis-keys';
 import { activeSignal, disconnectedSignal, heartbeatSignal } from '../../src/workflows/messages';
 import { userWorkflowId } from '../../src/workflows/user-messages';
 import { makeSession, seedApp, seedUser, type startStack } from './stack';
@@ -99,6 +100,16 @@ export async function recordHistories(env: TestWorkflowEnvironment, stack: Stack
   const userId = userWorkflowId(appPid, user.clientId);
   await env.client.workflow.getHandle(userId).result();
 
+  // A sweep that cleans this app's stale ids (left by no workflow).
+  const stale = Array.from({ length: 3 }, () => makeSession(appPid).connectionId);
+  await stack.resources.redis.zadd(HEARTBEAT_KEY, ...stale.flatMap((cid) => [1, cid]));
+  const sweepId = `sweep-recorded-${appPid}`;
+  await env.client.workflow.execute('sweepWorkflow', {
+    taskQueue: stack.taskQueue,
+    workflowId: sweepId,
+    args: [{ idleTimeoutMs: idle, appPids: [appPid], pageSize: 100 }],
+  });
+
   const runs: { name: string; workflowId: string }[] = [
     { name: 'session-user-reconnects-destroyed', workflowId: sessionWorkflowId(s.connectionId) },
     { name: 'session-liveness-expired', workflowId: sessionWorkflowId(quiet.connectionId) },
@@ -107,6 +118,7 @@ export async function recordHistories(env: TestWorkflowEnvironment, stack: Stack
     { name: 'session-invalidated', workflowId: sessionWorkflowId(invalidated.connectionId) },
     { name: 'session-unknown-app', workflowId: sessionWorkflowId(unknown.connectionId) },
     { name: 'user-online-offline', workflowId: userId },
+    { name: 'sweep-stale-ids', workflowId: sweepId },
   ];
   const recorded = await Promise.all(
     runs.map(async ({ name, workflowId }) => ({
