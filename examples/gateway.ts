@@ -1,6 +1,6 @@
 /**
  * A minimal websocket gateway showing where the three session calls go (see
- * shared/spec/relaybox-compat.md §1):
+ * docs/contract.md §1):
  *
  *   socket open  -> sessionClient.connected(session)
  *   pong         -> sessionClient.heartbeat(connectionId)

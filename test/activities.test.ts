@@ -13,7 +13,7 @@ import { makeSession, nanoid, seedApp, seedUser, testConfig, testLogger } from '
 /**
  * The activities against the real Redis, Postgres and RabbitMQ, called as plain functions (no
  * Temporal). Keys, TTLs, rows and messages are written out literally from the contract
- * (shared/spec/relaybox-compat.md §4–§6), not taken from src/activities/redis-keys.ts, so that a
+ * (docs/contract.md §4–§6), not taken from src/activities/redis-keys.ts, so that a
  * wrong key in the implementation fails here. Every id is random: other tests share the services.
  */
 
