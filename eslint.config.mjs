@@ -11,6 +11,7 @@ export default tseslint.config(
       'dist',
       '.data',
       'bench/results',
+      'chaos/results',
       'reports',
       '.stryker-tmp',
       'eslint.config.mjs',

@@ -6,16 +6,18 @@
  * writes the JSON under bench/results/. The backing services must be up (`npm run bench` runs
  * scripts/setup.ts first). See bench/README.md.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import Redis from 'ioredis';
+import { ROOT } from '../harness/root';
+import { NAMESPACE, TemporalDevServer } from '../harness/temporal-server';
 import { loadConfig } from '../src/config';
 import { createPgPool } from '../src/resources';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from './lib/context';
 import { Progress } from './lib/progress';
 import { cpuAccount, cpuSnapshot, git, machine, markdownTable, textTable, workerTicks } from './lib/report';
-import { devServerEnv } from '../test/helpers/temporal';
-import { bundleWorkflows, ROOT } from './lib/stack';
+import { bundleWorkflows } from './lib/stack';
 import { round } from './lib/stats';
 import { ceiling } from './scenarios/ceiling';
 import { churn } from './scenarios/churn';
@@ -109,9 +111,14 @@ export async function runBench(
   progress.note(`[bench] starting the dev server and bundling workflows (${chosen.map((s) => s.name).join(', ')})`);
   const redis = new Redis({ host: config.redis.host, port: config.redis.port, maxRetriesPerRequest: 2 });
   const pg = createPgPool(config);
-  const [env, bundles] = await Promise.all([devServerEnv(), bundleWorkflows()]);
+  const temp = mkdtempSync(path.join(os.tmpdir(), 'tether-bench-'));
+  const server = await TemporalDevServer.create({ logFile: path.join(temp, 'temporal.log') });
+  const [bundles, { connection, client }] = await Promise.all([
+    bundleWorkflows(temp),
+    server.start().then(() => server.connectClient()),
+  ]);
   const ctx: BenchContext = {
-    env,
+    env: { address: server.address, namespace: NAMESPACE, client },
     redis,
     pg,
     config,
@@ -157,7 +164,8 @@ export async function runBench(
       report.results.push(result);
     }
   } finally {
-    await env.teardown().catch(() => undefined);
+    await connection.close().catch(() => undefined);
+    await server.stop().catch(() => undefined);
     bundles.remove();
     redis.disconnect();
     await pg.end();

@@ -4,7 +4,7 @@ import type { Pool } from 'pg';
 import type { SessionClient } from '../src/client';
 import type { Session, SessionUser } from '../src/session';
 import type { HarnessGateway } from './gateways';
-import type { Rng } from './util';
+import type { Rng } from '../harness/rng';
 
 export const SCENARIOS = [
   'simple',

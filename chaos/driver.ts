@@ -11,7 +11,9 @@ import type { Session, SessionUser } from '../src/session';
 import { sessionWorkflowId, stateQuery, type SessionView } from '../src/workflows/messages';
 import { count, violate, type ChaosContext, type Scenario, type Tracked } from './context';
 import { sessionTrace } from './trace';
-import { errorText, sleep, uniqueId } from './util';
+import { randomId } from '../harness/random-id';
+import { sleep } from '../harness/sleep';
+import { errorText } from './error-text';
 
 export const SOFT_MS = 5_000;
 
@@ -240,12 +242,12 @@ export function newTracked(ctx: ChaosContext, scenario: Scenario, shape: Session
     ? (ctx.apps.find((a) => a.appPid === shape.appPid) ?? { appPid: shape.appPid, appId: '' })
     : rng.pick(ctx.apps);
   const appPid = app.appPid;
-  const connectionId = `${appPid}:${uniqueId(12)}`;
+  const connectionId = `${appPid}:${randomId(12)}`;
   const user = shape.user;
   const session: Session = {
     uid: user ? user.clientId : connectionId,
     appPid,
-    keyId: `key-${uniqueId(6)}`,
+    keyId: `key-${randomId(6)}`,
     connectionId,
     socketId: randomUUID(),
     timestamp: new Date().toISOString(),
@@ -256,8 +258,8 @@ export function newTracked(ctx: ChaosContext, scenario: Scenario, shape: Session
     session.user = user;
   }
   if (shape.weird) {
-    session.keyId = `🔑-ключ-鍵-${uniqueId(4)}`;
-    if (!user) session.uid = `用户-${uniqueId(6)}-\u202eRTL`;
+    session.keyId = `🔑-ключ-鍵-${randomId(4)}`;
+    if (!user) session.uid = `用户-${randomId(6)}-\u202eRTL`;
     session.timestamp = '２０２６年 — not ISO, but text';
     if (user) {
       session.user = {

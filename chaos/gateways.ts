@@ -8,7 +8,9 @@ import { Conn, newTracked } from './driver';
 import { verifyLive } from './invariants';
 import { shapeFor } from './scenarios';
 import { sessionTrace } from './trace';
-import { errorText, mapLimit, sleep } from './util';
+import { mapLimit } from '../harness/map-limit';
+import { sleep } from '../harness/sleep';
+import { errorText } from './error-text';
 
 /**
  * Gateway processes the harness runs besides its main one (`ctx.sessions`), each a SessionClient

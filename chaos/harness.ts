@@ -1,15 +1,20 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode } from '@temporalio/worker';
+import type { Connection } from '@temporalio/client';
 import Redis from 'ioredis';
+import { mapLimit } from '../harness/map-limit';
+import { randomId } from '../harness/random-id';
+import { Rng } from '../harness/rng';
+import { seedApp, seedUsers } from '../harness/seed';
+import { sleep } from '../harness/sleep';
+import { NAMESPACE, TemporalDevServer } from '../harness/temporal-server';
+import { writeWorkflowBundle } from '../harness/workflow-bundle';
+import { workerEnv } from '../harness/worker-protocol';
 import { keys } from '../src/activities/redis-keys';
 import { SessionClient } from '../src/client';
 import { loadConfig, type Config } from '../src/config';
-import { readToolPaths } from '../src/dev/environment';
 import { createPgPool } from '../src/resources';
-import { seedUser } from '../test/helpers/stack';
 import { BroadcastRecorder, type Broadcast } from './broadcasts';
 import { count, violate, type App, type ChaosContext, type Scenario, type SeededUser, type Tracked } from './context';
 import { describeStatus, gw, newTracked, type Conn } from './driver';
@@ -20,9 +25,8 @@ import { buildReport, type ChaosReport, type FaultRecord } from './report';
 import { GATEWAY_LOST_SLACK_MS, HarnessGateway, gatewayKill } from './gateways';
 import { CHURN_WEIGHTS, SILENT_FORWARD_MS, longLived, runScenario } from './scenarios';
 import { Services } from './services';
+import { errorText } from './error-text';
 import { sessionTrace } from './trace';
-import { ChaosTemporalServer } from './temporal-server';
-import { Rng, errorText, freePort, mapLimit, sleep, uniqueId } from './util';
 import { WorkerSupervisor } from './worker-supervisor';
 
 /**
@@ -32,7 +36,7 @@ import { WorkerSupervisor } from './worker-supervisor';
  */
 export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise<ChaosReport> {
   const started = Date.now();
-  const runId = `${new Date(started).toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${uniqueId(6)}`;
+  const runId = `${new Date(started).toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${randomId(6)}`;
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const stamp = (msg: string) => log(`[chaos ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${msg}`);
   const aborter = new AbortController();
@@ -50,13 +54,11 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
   });
   const services = new Services(config);
   const temp = mkdtempSync(path.join(tmpdir(), 'tether-chaos-'));
-  const { temporalCli } = readToolPaths();
-  if (!temporalCli) throw new Error('no Temporal CLI: run `npm run setup` (scripts/tools.sh) first');
 
   const faults: FaultRecord[] = [];
   const notes: string[] = [];
   const outagesRun: { kind: string; from: string; to: string }[] = [];
-  let server: ChaosTemporalServer | undefined;
+  let server: TemporalDevServer | undefined;
   let supervisor: WorkerSupervisor | undefined;
   let connection: Connection | undefined;
   let redis: Redis | undefined;
@@ -89,37 +91,32 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
     if (restored.length) notes.push(`services started before the run: ${restored.join(', ')}`);
 
     phase('temporal dev server');
-    const port = await freePort();
-    server = new ChaosTemporalServer(
-      temporalCli,
-      port,
-      path.join(temp, 'temporal.db'),
-      path.join(temp, 'temporal.log'),
-    );
+    server = await TemporalDevServer.create({
+      dbFile: path.join(temp, 'temporal.db'),
+      logFile: path.join(temp, 'temporal.log'),
+    });
     await server.start();
 
     phase('bundle + worker');
-    const bundle = await bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quiet });
-    const bundlePath = path.join(temp, 'workflows.js');
-    writeFileSync(bundlePath, bundle.code);
+    const bundleFile = await writeWorkflowBundle(require.resolve('../src/workflows'), path.join(temp, 'workflows.js'));
     const taskQueue = `chaos-${runId}`;
     supervisor = new WorkerSupervisor(
-      {
-        TEMPORAL_ADDRESS: server.address,
-        TEMPORAL_NAMESPACE: 'default',
-        TEMPORAL_TASK_QUEUE: taskQueue,
-        TEMPORAL_TLS: 'false',
-        WS_IDLE_TIMEOUT_MS: String(opts.idleMs),
-        LOG_LEVEL: 'info',
-        CHAOS_WORKFLOW_BUNDLE: bundlePath,
-      },
+      workerEnv({
+        address: server.address,
+        namespace: NAMESPACE,
+        taskQueue,
+        bundleFile,
+        logLevel: 'info',
+        idleTimeoutMs: opts.idleMs,
+      }),
       path.join(temp, 'worker.log'),
     );
     if (opts.noWorker) notes.push('--no-worker: the worker was never started');
     else await supervisor.start();
 
-    connection = await Connection.connect({ address: server.address });
-    const temporal = new Client({ connection, namespace: 'default' });
+    const opened = await server.connectClient();
+    connection = opened.connection;
+    const temporal = opened.client;
     const sessions = new SessionClient(temporal, {
       taskQueue,
       idleTimeoutMs: opts.idleMs,
@@ -138,22 +135,13 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
 
     phase('seed apps and users');
     const apps: App[] = [];
-    for (let i = 0; i < 3; i++) {
-      const appPid = uniqueId(12);
-      const { rows } = await pg.query<{ id: string }>(
-        'INSERT INTO applications (pid, name) VALUES ($1, $2) RETURNING id',
-        [appPid, `chaos ${runId}`],
-      );
-      apps.push({ appPid, appId: rows[0]!.id });
-    }
+    for (let i = 0; i < 3; i++) apps.push(await seedApp(pg, `chaos ${runId}`));
     const users: SeededUser[] = [];
     for (const app of apps) {
-      for (let i = 0; i < 4; i++) {
-        const user = await seedUser({ pg }, `chaos-${uniqueId(10)}`, app.appId);
-        users.push({ appPid: app.appPid, user });
-      }
+      const clientIds = Array.from({ length: 4 }, () => `chaos-${randomId(10)}`);
+      for (const user of await seedUsers(pg, clientIds, { appId: app.appId })) users.push({ appPid: app.appPid, user });
     }
-    const unknownAppPid = uniqueId(12);
+    const unknownAppPid = randomId(12);
     recorder = new BroadcastRecorder(config, runId);
     await recorder.setup([...apps.map((a) => a.appPid), unknownAppPid]);
 
@@ -370,15 +358,13 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
   return report;
 }
 
-const noop = () => undefined;
 /** A fault the system has not recovered from this long after the restore is a violation. */
 const RECOVERY_CAP_MS = 120_000;
-const quiet = { trace: noop, debug: noop, info: noop, warn: noop, error: noop, log: noop };
 
 interface FaultDeps {
   c: ChaosContext;
   sup: WorkerSupervisor;
-  srv: ChaosTemporalServer;
+  srv: TemporalDevServer;
   services: Services;
   opts: ChaosOptions;
   stamp: (m: string) => void;

@@ -9,7 +9,9 @@ import type { Broadcast } from './broadcasts';
 import { count, violate, type ChaosContext, type Tracked } from './context';
 import { describeStatus, queryState } from './driver';
 import { sessionTrace } from './trace';
-import { errorText, mapLimit, sleep } from './util';
+import { mapLimit } from '../harness/map-limit';
+import { sleep } from '../harness/sleep';
+import { errorText } from './error-text';
 
 const EventType = temporal.api.enums.v1.EventType;
 const WftCause = temporal.api.enums.v1.WorkflowTaskFailedCause;

@@ -6,7 +6,9 @@ import { sessionWorkflowId, stateQuery } from '../src/workflows/messages';
 import { userStateQuery, userWorkflowId } from '../src/workflows/user-messages';
 import { count, violate, type ChaosContext, type Tracked } from './context';
 import { gw } from './driver';
-import { errorText, sleep, uniqueId } from './util';
+import { randomId } from '../harness/random-id';
+import { sleep } from '../harness/sleep';
+import { errorText } from './error-text';
 
 /**
  * Property-based malformed input. Through the client every case must throw InvalidSessionInputError
@@ -76,7 +78,7 @@ export interface FuzzBase {
 }
 
 function baseSession(b: FuzzBase): Session {
-  const connectionId = `${b.appPid}:${uniqueId(12)}`;
+  const connectionId = `${b.appPid}:${randomId(12)}`;
   return { uid: connectionId, appPid: b.appPid, keyId: 'k1', connectionId, socketId: randomUUID() };
 }
 
@@ -106,7 +108,7 @@ function sessionMutation(b: FuzzBase): fc.Arbitrary<{ session: unknown; expect: 
     ),
     // An id of another app: the connectionId does not belong to the claimed app.
     set('appPid', fc.constant(b.otherAppPid), ['session.connectionId']),
-    set('connectionId', fc.constant(`${b.otherAppPid}:${uniqueId(12)}`)),
+    set('connectionId', fc.constant(`${b.otherAppPid}:${randomId(12)}`)),
     set(
       'connectionId',
       unicode()
@@ -414,7 +416,7 @@ function rawCases(ctx: ChaosContext, target: Tracked, b: FuzzBase): fc.Arbitrary
     workflow: 'session' | 'user' = 'session',
   ) => payload.map((p) => ({ workflow, name, args: [p], what: `${name}(${describe(p)})`, broken }));
   const otherApp = (() => {
-    const connectionId = `${b.otherAppPid}:${uniqueId(12)}`;
+    const connectionId = `${b.otherAppPid}:${randomId(12)}`;
     return { ...s, appPid: b.otherAppPid, connectionId, uid: connectionId, socketId: randomUUID() };
   })();
   const now = Date.now();

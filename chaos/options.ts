@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { ROOT } from '../harness/root';
 import type { ServiceKind } from './services';
 
 export type FaultKind =
@@ -54,8 +55,6 @@ export interface ChaosOptions {
   log?: (line: string) => void;
 }
 
-export const ROOT = path.resolve(__dirname, '..');
-
 export function defaults(mode: 'quick' | 'full'): ChaosOptions {
   const common = {
     // Liveness is 4 × idle: 12 s outlasts a Temporal restart (≈ 5.5 s down, then reconnects), so a
@@ -63,7 +62,7 @@ export function defaults(mode: 'quick' | 'full'): ChaosOptions {
     idleMs: 3_000,
     temporalDownMs: 3_000,
     seed: Math.floor(Math.random() * 2 ** 31),
-    resultsDir: path.join(ROOT, 'bench/results'),
+    resultsDir: path.join(ROOT, 'chaos/results'),
     noWorker: false,
   };
   if (mode === 'quick') {

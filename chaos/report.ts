@@ -2,7 +2,7 @@ import type { ChaosContext, Violation } from './context';
 import type { HistoryStats } from './invariants';
 import type { ClientFuzzResult, RawFuzzResult } from './malformed';
 import type { ChaosOptions, FaultKind } from './options';
-import { percentile } from './util';
+import { textTable } from '../harness/text-table';
 import { missingEvidence, requiredInvariants, type Observations } from './verdict';
 
 export interface FaultRecord {
@@ -216,11 +216,17 @@ export function buildReport(a: {
   };
 }
 
+/** First column the subject, the others numbers. */
 function table(head: string[], rows: (string | number | null)[][]): string {
-  const cells = [head, ...rows.map((r) => r.map((c) => (c === null ? '—' : String(c))))];
-  const widths = head.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(cells[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+  const cells = rows.map((r) => r.map((c) => (c === null ? '—' : String(c))));
+  return textTable(head, cells, (i) => i > 0);
+}
+
+/** Nearest-rank percentile (p in 0..100) of the values; null when empty. */
+function percentile(values: number[], p: number): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 const s = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : `${(ms / 1000).toFixed(1)} s`);

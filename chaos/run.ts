@@ -1,6 +1,6 @@
 /**
  * `npm run chaos [-- --quick]`: see chaos/harness.ts. Prints the summary, writes
- * bench/results/chaos-<run>.json, exits 1 on any invariant violation.
+ * chaos/results/chaos-<run>.json, exits 1 on any invariant violation.
  */
 import { runChaos } from './harness';
 import { parseArgs } from './options';

@@ -4,7 +4,8 @@ import { ConnectionOwnershipError, HeartbeatOutcome, InvalidSessionInputError } 
 import { count, violate, type ChaosContext, type Scenario, type Tracked } from './context';
 import { Conn, SOFT_MS, awaitClosed, describeStatus, gw, newTracked, queryState, type SessionShape } from './driver';
 import { verifyLive } from './invariants';
-import { errorText, sleep } from './util';
+import { sleep } from '../harness/sleep';
+import { errorText } from './error-text';
 
 /** The forgetful gateway's heartbeat forward interval: liveness is 3 × this. */
 export const SILENT_FORWARD_MS = (idleMs: number) => 2 * idleMs;

@@ -3,10 +3,11 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Config } from '../src/config';
-import { reachable, sleep } from './util';
+import { answers as reachable } from '../src/dev/dev-server';
+import { ROOT } from '../harness/root';
+import { sleep } from '../harness/sleep';
 
 const run = promisify(execFile);
-const ROOT = path.resolve(__dirname, '..');
 
 export type ServiceKind = 'redis' | 'postgres' | 'rabbitmq';
 

@@ -2,7 +2,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { sessionWorkflowId } from '../src/workflows/messages';
 import type { ChaosContext } from './context';
-import { errorText } from './util';
+import { errorText } from './error-text';
 
 const EventType = temporal.api.enums.v1.EventType;
 

@@ -1,31 +1,26 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import path from 'node:path';
-import readline from 'node:readline';
+import { sleep } from '../harness/sleep';
+import { SESSION_WORKER, WorkerChild, type WorkerExit } from '../harness/worker-child';
 
-export interface WorkerExit {
-  at: number;
-  code: number | null;
-  signal: NodeJS.Signals | null;
+export interface SupervisedExit extends WorkerExit {
   /** We killed it (SIGKILL fault or stop); false: it died on its own. */
   expected: boolean;
-  stderrTail: string[];
 }
 
 type LineListener = (record: Record<string, unknown>) => void;
 
 /**
- * Runs chaos/worker-process.ts as a child; SIGKILLs and restarts it on demand. A worker that dies
- * on its own is recorded (with its last stderr lines) and started again, as a process manager would.
+ * Runs tether's worker as a child (harness/session-worker.ts); SIGKILLs and restarts it on demand.
+ * A worker that dies on its own is recorded (with its last stderr lines) and started again, as a
+ * process manager would.
  */
 export class WorkerSupervisor {
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
+  private child: WorkerChild | undefined;
   private expectExit = false;
   private stopped = false;
   private listeners: LineListener[] = [];
   private readonly log: WriteStream;
-  readonly exits: WorkerExit[] = [];
+  readonly exits: SupervisedExit[] = [];
   starts = 0;
   /** Set while a restart after an unexpected exit is under way. */
   private restarting: Promise<void> | undefined;
@@ -41,6 +36,7 @@ export class WorkerSupervisor {
     return this.child?.pid;
   }
 
+  /** Each JSON line the worker logs (the ones it is killed on, for one). */
   onLine(fn: LineListener): () => void {
     this.listeners.push(fn);
     return () => (this.listeners = this.listeners.filter((l) => l !== fn));
@@ -49,59 +45,36 @@ export class WorkerSupervisor {
   async start(timeoutMs = 120_000): Promise<void> {
     this.stopped = false;
     this.expectExit = false;
-    const script = path.join(__dirname, 'worker-process.ts');
-    // node --import tsx: the pid we signal is the worker itself, not a tsx wrapper.
-    const child = spawn(process.execPath, ['--import', 'tsx', script], {
-      env: { ...process.env, ...this.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      cwd: path.resolve(__dirname, '..'),
-    });
+    const child = WorkerChild.spawn({ script: SESSION_WORKER, env: this.env, output: (l, s) => this.output(l, s) });
     this.child = child;
     this.starts++;
-    const stderrTail: string[] = [];
-    let ready: () => void;
-    let failed: (err: Error) => void;
-    const readyP = new Promise<void>((res, rej) => {
-      ready = res;
-      failed = rej;
-    });
-    readline.createInterface({ input: child.stdout }).on('line', (line) => {
-      this.log.write(`${line}\n`);
-      let record: Record<string, unknown>;
-      try {
-        record = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
+    void child.exited.then((exit) => {
+      const expected = this.expectExit;
+      this.exits.push({ ...exit, expected });
+      if (this.child === child) this.child = undefined;
+      if (!expected && !this.stopped) {
+        this.restarting = (async () => {
+          await sleep(500);
+          if (!this.stopped && !this.child) await this.start().catch(() => undefined);
+        })().finally(() => (this.restarting = undefined));
       }
-      if (record.msg === 'chaos-worker-ready') ready();
-      for (const l of this.listeners) l(record);
     });
-    readline.createInterface({ input: child.stderr }).on('line', (line) => {
+    await child.ready(timeoutMs);
+  }
+
+  private output(line: string, stream: 'stdout' | 'stderr'): void {
+    if (stream === 'stderr') {
       this.log.write(`[stderr] ${line}\n`);
-      stderrTail.push(line);
-      if (stderrTail.length > 30) stderrTail.shift();
-    });
-    this.exited = new Promise<void>((resolve) => {
-      child.once('exit', (code, signal) => {
-        const expected = this.expectExit;
-        this.exits.push({ at: Date.now(), code, signal, expected, stderrTail: [...stderrTail] });
-        if (this.child === child) this.child = undefined;
-        failed(new Error(`worker exited during start-up (${code ?? signal}): ${stderrTail.slice(-5).join(' | ')}`));
-        resolve();
-        if (!expected && !this.stopped) {
-          this.restarting = (async () => {
-            await new Promise((r) => setTimeout(r, 500));
-            if (!this.stopped && !this.child) await this.start().catch(() => undefined);
-          })().finally(() => (this.restarting = undefined));
-        }
-      });
-    });
-    const timer = setTimeout(() => failed(new Error('worker did not become ready')), timeoutMs);
-    try {
-      await readyP;
-    } finally {
-      clearTimeout(timer);
+      return;
     }
+    this.log.write(`${line}\n`);
+    let record: Record<string, unknown>;
+    try {
+      record = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    for (const l of this.listeners) l(record);
   }
 
   /** SIGKILL, wait for the exit; then (unless `restart: false`) start again and wait until it polls. */
@@ -109,9 +82,8 @@ export class WorkerSupervisor {
     await this.restarting;
     this.expectExit = true;
     const killedAt = Date.now();
-    this.child?.kill('SIGKILL');
-    await this.exited;
-    if (opts.downMs) await new Promise((r) => setTimeout(r, opts.downMs));
+    await this.child?.kill();
+    if (opts.downMs) await sleep(opts.downMs);
     if (opts.restart !== false) await this.start();
     return { killedAt, readyAt: Date.now() };
   }
@@ -126,26 +98,16 @@ export class WorkerSupervisor {
     this.stopped = true;
     await this.restarting;
     this.expectExit = true;
-    if (this.child) {
-      const child = this.child;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      await this.exited;
-      clearTimeout(timer);
-    }
+    await this.child?.stop();
     await new Promise<void>((r) => this.log.end(() => r()));
   }
 
   killSync(): void {
     this.stopped = true;
-    try {
-      this.child?.kill('SIGKILL');
-    } catch {
-      // gone
-    }
+    this.child?.killSync();
   }
 
-  unexpectedExits(): WorkerExit[] {
+  unexpectedExits(): SupervisedExit[] {
     return this.exits.filter((e) => !e.expected);
   }
 }

@@ -7,7 +7,8 @@
 import type Redis from 'ioredis';
 import { WebSocket } from 'ws';
 import type { WelcomeMessage } from '../examples/gateway';
-import { GatewayWrites, randomId, type SimConnection } from '../bench/lib/trace';
+import { GatewayWrites, type SimConnection } from '../bench/lib/trace';
+import { randomId } from '../harness/random-id';
 import type { SessionUser } from '../src/session';
 
 export interface DemoClient {

@@ -96,7 +96,7 @@ class GatewayProcess {
 }
 
 async function seed(pg: Pool): Promise<{ appPid: string; appId: string; users: SessionUser[] }> {
-  const { randomId } = await import('../bench/lib/trace');
+  const { randomId } = await import('../harness/random-id');
   const appPid = randomId(12);
   const app = await pg.query<{ id: string }>('INSERT INTO applications (pid) VALUES ($1) RETURNING id', [appPid]);
   const appId = app.rows[0]!.id;

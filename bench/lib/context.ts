@@ -1,5 +1,5 @@
 /** What every scenario gets from the harness, and what it gives back. */
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Client } from '@temporalio/client';
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import type { Config } from '../../src/config';
@@ -53,8 +53,15 @@ export interface CpuAccount {
   machineBusyPct: number;
 }
 
+/** The run's Temporal dev server, as scenarios reach it. */
+export interface BenchTemporal {
+  address: string;
+  namespace: string;
+  client: Client;
+}
+
 export interface BenchContext {
-  env: TestWorkflowEnvironment;
+  env: BenchTemporal;
   redis: Redis;
   pg: Pool;
   config: Config;

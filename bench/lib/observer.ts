@@ -5,6 +5,7 @@
  */
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
+import { sleep } from '../../harness/sleep';
 import type { SessionUser } from '../../src/session';
 import { GatewayWrites, type SimConnection } from './trace';
 
@@ -347,10 +348,6 @@ async function scanAll(redis: Redis, match: string): Promise<string[]> {
     found.push(...keys);
   } while (cursor !== '0');
   return found;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Of these connections, those whose `session:{cid}:active` marker is missing (pipelined EXISTS). */

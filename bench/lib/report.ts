@@ -2,6 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
+import { textTable as formatTable } from '../../harness/text-table';
 import type { CpuAccount, Figure, ScenarioResult } from './context';
 
 export function machine() {
@@ -161,15 +162,7 @@ function rows(results: ScenarioResult[]): string[][] {
 }
 
 export function textTable(results: ScenarioResult[]): string {
-  const header = ['scenario', 'figure', 'value', 'unit', 'note'];
-  const body = rows(results);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+  return formatTable(['scenario', 'figure', 'value', 'unit', 'note'], rows(results), (i) => i === 2);
 }
 
 export function markdownTable(results: ScenarioResult[]): string {

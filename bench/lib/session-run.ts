@@ -4,16 +4,19 @@
  * open, waits for every destroy and audits that nothing is left behind.
  */
 import { randomBytes } from 'node:crypto';
-import type { Pool } from 'pg';
+import { randomId } from '../../harness/random-id';
+import { seedApp, seedUsers } from '../../harness/seed';
+import { sleep } from '../../harness/sleep';
+import type { WorkerChild } from '../../harness/worker-child';
+import type { SessionClientOptions } from '../../src/client';
 import type { SessionUser } from '../../src/session';
 import type { Audit, BenchContext, Figure } from './context';
 import { Driver, type DriverHooks, type DriverStats } from './driver';
-import { auditClean, Observer, sleep } from './observer';
+import { auditClean, Observer } from './observer';
+import { startWorker } from './stack';
 import { summary } from './stats';
-import { WorkerChild } from './stack';
-import type { SessionClientOptions } from '../../src/client';
 import { TetherTarget } from './target';
-import { DEFAULT_SHAPE, GatewayWrites, randomId, TraceGenerator, type SimConnection, type TraceShape } from './trace';
+import { DEFAULT_SHAPE, GatewayWrites, TraceGenerator, type SimConnection, type TraceShape } from './trace';
 
 /** The figure every session scenario ends with: the sessions it created, and what its audit found. */
 export function auditFigure(key: string, audit: Audit): Figure {
@@ -39,32 +42,6 @@ export function callDetails(stats: DriverStats) {
     pongMs: summary(stats.callMs.pong),
     closeMs: summary(stats.callMs.close),
   };
-}
-
-export async function seedApp(pg: Pool): Promise<string> {
-  const appPid = randomId(12);
-  await pg.query('INSERT INTO applications (pid, name) VALUES ($1, $2)', [appPid, 'tether bench']);
-  return appPid;
-}
-
-export async function seedUsers(pg: Pool, n: number): Promise<SessionUser[]> {
-  if (n <= 0) return [];
-  const clientIds = Array.from({ length: n }, () => `bench-${randomId(10)}`);
-  const { rows } = await pg.query<{ id: string; clientId: string; createdAt: Date; updatedAt: Date }>(
-    `INSERT INTO authentication_users ("clientId", username)
-       SELECT c, 'bench-user-' || c FROM unnest($1::varchar[]) AS c
-     RETURNING id, "clientId", "createdAt", "updatedAt"`,
-    [clientIds],
-  );
-  return rows.map((r) => ({
-    id: r.id,
-    clientId: r.clientId,
-    username: `bench-user-${r.clientId}`,
-    createdAt: r.createdAt.toISOString(),
-    updatedAt: r.updatedAt.toISOString(),
-    isOnline: false,
-    lastOnline: null,
-  }));
 }
 
 export interface SessionRunOptions {
@@ -95,17 +72,10 @@ export class SessionRun {
 
   static async start(ctx: BenchContext, opts: SessionRunOptions): Promise<SessionRun> {
     const taskQueue = `bench-${randomBytes(4).toString('hex')}`;
-    const appPid = await seedApp(ctx.pg);
-    const users = await seedUsers(ctx.pg, opts.users);
-    const worker = await WorkerChild.start({
-      kind: 'session',
-      address: ctx.env.address,
-      namespace: ctx.env.namespace ?? 'default',
-      taskQueue,
-      bundlePath: ctx.bundles.session,
-      idleTimeoutMs: opts.idleTimeoutMs,
-    });
-    if (worker.pid) ctx.workerPids.add(worker.pid);
+    const { appPid } = await seedApp(ctx.pg, 'tether bench');
+    const clientIds = Array.from({ length: opts.users }, () => `bench-${randomId(10)}`);
+    const users: SessionUser[] = await seedUsers(ctx.pg, clientIds, { usernamePrefix: 'bench-user-' });
+    const worker = await startWorker(ctx, { kind: 'session', taskQueue, idleTimeoutMs: opts.idleTimeoutMs });
     const gen = new TraceGenerator(appPid, opts.idleTimeoutMs, users, opts.shape ?? DEFAULT_SHAPE, ctx.seed);
     // One SessionClient per simulated gateway (trace gateway k: gatewayId bench-<queue>-k).
     const target = new TetherTarget(ctx.env.client, {

@@ -59,15 +59,3 @@ export function summary(values: readonly number[]): {
     max: round(values.reduce((a, b) => Math.max(a, b), -Infinity)),
   };
 }
-
-/** Deterministic PRNG (mulberry32): traces are reproducible from their seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

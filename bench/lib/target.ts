@@ -4,6 +4,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { HeartbeatOutcome, SessionClient, sessionWorkflowId, type SessionClientOptions } from '../../src/client';
+import { mapLimit } from '../../harness/map-limit';
 import type { Session } from '../../src/session';
 import { gatewayWorkflowId } from '../../src/workflows/gateway-messages';
 import { userWorkflowId } from '../../src/workflows/user-messages';
@@ -122,7 +123,7 @@ export class TetherTarget implements SessionTarget {
       ...this.gatewayIds.map(gatewayWorkflowId),
     ];
     const problems: string[] = [];
-    await forEachLimit(ids, 32, async (workflowId) => {
+    await mapLimit(ids, 32, async (workflowId) => {
       try {
         const d = await this.temporal.workflow.getHandle(workflowId).describe();
         if (d.status.name !== 'COMPLETED') problems.push(`workflow ${workflowId} is ${d.status.name}`);
@@ -134,12 +135,4 @@ export class TetherTarget implements SessionTarget {
     });
     return problems;
   }
-}
-
-export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>) {
-  let i = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (i < items.length) await fn(items[i++]!);
-  });
-  await Promise.all(workers);
 }

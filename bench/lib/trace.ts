@@ -6,16 +6,11 @@
  * It knows nothing about the implementation under test: a `SessionTarget` receives the socket
  * events (see target.ts) and an `Observer` reads the shared state (observer.ts).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
+import { randomId } from '../../harness/random-id';
+import { Rng } from '../../harness/rng';
 import type { Session, SessionUser } from '../../src/session';
-import { prng } from './stats';
-
-const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-/** Random ids (crypto), so that runs never collide; the seed only shapes the trace. */
-export function randomId(n = 12): string {
-  return Array.from(randomBytes(n), (b) => ID_CHARS[b % ID_CHARS.length]).join('');
-}
 
 export interface TraceShape {
   /** Rooms in the simulated app; connections join some of them. */
@@ -76,7 +71,8 @@ export class TraceGenerator {
     readonly shape: TraceShape = DEFAULT_SHAPE,
     seed = 1,
   ) {
-    this.random = prng(seed);
+    const rng = new Rng(seed);
+    this.random = () => rng.next();
     this.rooms = Array.from({ length: shape.rooms }, (_, i) => `${appPid}:room-${i}`);
   }
 

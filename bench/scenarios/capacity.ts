@@ -9,10 +9,11 @@
  */
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { cpuSnapshot } from '../lib/report';
-import { MarkerWatch, sleep } from '../lib/observer';
+import { MarkerWatch } from '../lib/observer';
+import { sleep } from '../../harness/sleep';
 import { PongFeeder } from '../lib/pongs';
 import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
-import type { WorkerMemory } from '../lib/stack';
+import type { WorkerMemory } from '../../harness/worker-memory';
 import { percentile, round, summary } from '../lib/stats';
 import type { SimConnection, TraceEvent } from '../lib/trace';
 

@@ -6,8 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
-import { sleep } from '../lib/observer';
-import { WorkerChild } from '../lib/stack';
+import { sleep } from '../../harness/sleep';
+import { startWorker } from '../lib/stack';
 import { median, round, summary } from '../lib/stats';
 
 interface CeilingConfig {
@@ -30,15 +30,7 @@ export const ceiling: Scenario = {
     const started = Date.now();
     const plannedMs = cfg.concurrency.length * (cfg.warmupMs + cfg.windows * cfg.windowMs + cfg.timerMs + 2000);
     const taskQueue = `bench-ceiling-${randomBytes(4).toString('hex')}`;
-    const worker = await WorkerChild.start({
-      kind: 'ceiling',
-      address: ctx.env.address,
-      namespace: ctx.env.namespace ?? 'default',
-      taskQueue,
-      bundlePath: ctx.bundles.ceiling,
-      idleTimeoutMs: 0,
-    });
-    if (worker.pid) ctx.workerPids.add(worker.pid);
+    const worker = await startWorker(ctx, { kind: 'ceiling', taskQueue });
     const client = ctx.env.client;
     let failures = 0;
     const errors: string[] = [];

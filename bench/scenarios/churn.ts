@@ -15,10 +15,10 @@ import { sessionWorkflowId } from '../../src/client';
 import { userWorkflowId } from '../../src/workflows/user-messages';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
-import { forEachLimit } from '../lib/target';
+import { mapLimit } from '../../harness/map-limit';
 import { median, percentile, round, summary } from '../lib/stats';
 import type { SimConnection, TraceEvent } from '../lib/trace';
-import { sleep } from '../lib/observer';
+import { sleep } from '../../harness/sleep';
 
 interface ChurnConfig {
   idleTimeoutMs: number;
@@ -312,7 +312,7 @@ async function lifecycleCosts(ctx: BenchContext, run: SessionRun, conns: SimConn
   const withUser = conns.filter((c) => c.session.user).slice(0, sample);
   const read = async (cs: SimConnection[]) => {
     const out: Cost[] = [];
-    await forEachLimit(cs, 8, async (c) => {
+    await mapLimit(cs, 8, async (c) => {
       out.push(await describeCost(ctx, sessionWorkflowId(c.connectionId)));
     });
     return out;
@@ -324,7 +324,7 @@ async function lifecycleCosts(ctx: BenchContext, run: SessionRun, conns: SimConn
     if (c.session.clientId) byUser.set(c.session.clientId, (byUser.get(c.session.clientId) ?? 0) + 1);
   const perEdge: number[] = [];
   const userRuns: { clientId: string; sessions: number; runs: number; events: number }[] = [];
-  await forEachLimit([...byUser].slice(0, sample), 4, async ([clientId, sessions]) => {
+  await mapLimit([...byUser].slice(0, sample), 4, async ([clientId, sessions]) => {
     const id = userWorkflowId(run.appPid, clientId);
     let events = 0;
     let runs = 0;

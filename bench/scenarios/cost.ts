@@ -16,7 +16,7 @@ import { sessionWorkflowId } from '../../src/client';
 import { gatewayWorkflowId } from '../../src/workflows/gateway-messages';
 import { userWorkflowId } from '../../src/workflows/user-messages';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
-import { sleep } from '../lib/observer';
+import { sleep } from '../../harness/sleep';
 import { PongFeeder } from '../lib/pongs';
 import { SessionRun } from '../lib/session-run';
 import { median, round } from '../lib/stats';

@@ -14,11 +14,12 @@ import { gatewayStateQuery, gatewayWorkflowId } from '../../src/workflows/gatewa
 import { FAN_OUT } from '../../src/activities/gateway-effects';
 import type { Session } from '../../src/session';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
-import { missingMarkers, sleep } from '../lib/observer';
+import { missingMarkers } from '../lib/observer';
+import { sleep } from '../../harness/sleep';
 import { auditFigure, SessionRun } from '../lib/session-run';
-import { ROOT } from '../lib/stack';
+import { ROOT } from '../../harness/root';
 import { percentile, round, summary } from '../lib/stats';
-import { forEachLimit } from '../lib/target';
+import { mapLimit } from '../../harness/map-limit';
 import { GatewayWrites, type SimConnection } from '../lib/trace';
 
 interface GatewayLostConfig {
@@ -57,7 +58,7 @@ export const gatewayLost: Scenario = {
         ...process.env,
         BENCH_GATEWAY_CONFIG: JSON.stringify({
           address: ctx.env.address,
-          namespace: ctx.env.namespace ?? 'default',
+          namespace: ctx.env.namespace,
           taskQueue: run.taskQueue,
           idleTimeoutMs: idle,
           gatewayId,
@@ -95,7 +96,7 @@ export const gatewayLost: Scenario = {
         if (reply.errors.length) throw new Error(`gateway child: ${reply.errors[0]}`);
         connectMs.push(...reply.ms);
         for (const c of part) c.openSocket = c.session.socketId;
-        await forEachLimit(part, 32, (c) => new GatewayWrites(ctx.redis).join(c));
+        await mapLimit(part, 32, (c) => new GatewayWrites(ctx.redis).join(c));
         progress(`gateway child: ${reply.held}/${cfg.sessions} sessions held`);
       }
       const connectS = (Date.now() - t0) / 1000;

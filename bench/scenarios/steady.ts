@@ -9,9 +9,10 @@
  */
 import { MAX_CACHED_WORKFLOWS } from '../../src/worker';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
-import { MarkerWatch, sleep } from '../lib/observer';
+import { MarkerWatch } from '../lib/observer';
+import { sleep } from '../../harness/sleep';
 import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
-import type { WorkerMemory } from '../lib/stack';
+import type { WorkerMemory } from '../../harness/worker-memory';
 import { linearFit, round } from '../lib/stats';
 import { PongFeeder } from '../lib/pongs';
 import type { SimConnection, TraceEvent } from '../lib/trace';

@@ -11,7 +11,8 @@
  * the service answered "unknown session". Repeated on several gateways; medians over repeats.
  */
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
-import { checkLive, sleep } from '../lib/observer';
+import { checkLive } from '../lib/observer';
+import { sleep } from '../../harness/sleep';
 import { PongFeeder } from '../lib/pongs';
 import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
 import { median, percentile, round, summary } from '../lib/stats';

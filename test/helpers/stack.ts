@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import { SessionClient, type SessionClientOptions } from '../../src/client';
@@ -7,6 +7,8 @@ import { createLogger } from '../../src/logger';
 import { openResources, type Resources } from '../../src/resources';
 import type { Session } from '../../src/session';
 import { createWorker } from '../../src/worker';
+import { randomId } from '../../harness/random-id';
+import { seedApp as insertApp, seedUsers } from '../../harness/seed';
 import { workflowBundle } from './temporal';
 
 export function testConfig(env: Record<string, string> = {}): Config {
@@ -15,36 +17,18 @@ export function testConfig(env: Record<string, string> = {}): Config {
 
 export const testLogger = createLogger({ level: 'error' });
 
-const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-export function nanoid(n = 12): string {
-  return Array.from(randomBytes(n), (b) => ALPHABET[b % ALPHABET.length]).join('');
-}
+/** The tests' name for the harness's random ids. */
+export const nanoid = randomId;
 
 /** Inserts an application row and returns its pid (the platform owns `applications`). */
-export async function seedApp(resources: Resources): Promise<{ appPid: string; appId: string }> {
-  const appPid = nanoid();
-  const { rows } = await resources.pg.query<{ id: string }>('INSERT INTO applications (pid) VALUES ($1) RETURNING id', [
-    appPid,
-  ]);
-  return { appPid, appId: rows[0]!.id };
+export function seedApp(resources: Pick<Resources, 'pg'>): Promise<{ appPid: string; appId: string }> {
+  return insertApp(resources.pg);
 }
 
 /** Inserts a user row (the platform owns `authentication_users`) and returns it as the gateway sends it. */
 export async function seedUser(resources: Pick<Resources, 'pg'>, clientId = nanoid(), appId: string | null = null) {
-  const { rows } = await resources.pg.query<{ id: string; createdAt: Date; updatedAt: Date }>(
-    'INSERT INTO authentication_users ("clientId", username, "appId") VALUES ($1, $2, $3) RETURNING id, "createdAt", "updatedAt"',
-    [clientId, `user-${clientId}`, appId],
-  );
-  const row = rows[0]!;
-  return {
-    id: row.id,
-    clientId,
-    username: `user-${clientId}`,
-    createdAt: row.createdAt.toISOString(),
-    updatedAt: row.updatedAt.toISOString(),
-    isOnline: false,
-    lastOnline: null,
-  };
+  const [user] = await seedUsers(resources.pg, [clientId], { appId });
+  return user!;
 }
 
 export function makeSession(appPid: string, over: Partial<Session> = {}): Session {

@@ -1,6 +1,7 @@
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { quietBundlerLogger } from '../../harness/workflow-bundle';
 import { readToolPaths } from '../../src/dev/environment';
 import { SEARCH_ATTRIBUTES } from '../../src/workflows/search-attributes';
 
@@ -37,9 +38,6 @@ export async function devServerEnv(): Promise<TestWorkflowEnvironment> {
 let bundle: Promise<WorkflowBundle> | undefined;
 /** Workflow code bundled once per test file and reused by every worker in it. */
 export function workflowBundle(): Promise<WorkflowBundle> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietLogger });
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../src/workflows'), logger: quietBundlerLogger });
   return bundle;
 }
-
-const noop = () => undefined;
-const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: noop, log: noop };

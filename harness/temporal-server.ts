@@ -1,15 +1,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { cliSearchAttributes } from '../src/dev/dev-server';
+import { readToolPaths } from '../src/dev/environment';
 import { SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes';
-import { sleep } from './util';
+import { freePort } from './free-port';
+import { sleep } from './sleep';
+
+export const NAMESPACE = 'default';
 
 /**
- * The harness's own Temporal dev server (a child process on a private port and SQLite file), which
- * it SIGKILLs and starts again on the same file and port.
+ * A run's own Temporal dev server: a child process (the cached Temporal CLI) on a private port,
+ * with tether's search attributes. With a database file it can be SIGKILLed and started again on
+ * the same file and port (chaos); without one its state lives in memory (bench).
  */
-export class ChaosTemporalServer {
+export class TemporalDevServer {
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   starts = 0;
@@ -17,9 +22,16 @@ export class ChaosTemporalServer {
   constructor(
     readonly cli: string,
     readonly port: number,
-    readonly dbFile: string,
     readonly logFile: string,
+    readonly dbFile?: string,
   ) {}
+
+  /** A server on a free port, with the CLI scripts/tools.sh put in place. */
+  static async create(opts: { logFile: string; dbFile?: string }): Promise<TemporalDevServer> {
+    const { temporalCli } = readToolPaths();
+    if (!temporalCli) throw new Error('no Temporal CLI: run `npm run setup` (scripts/tools.sh) first');
+    return new TemporalDevServer(temporalCli, await freePort(), opts.logFile, opts.dbFile);
+  }
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
@@ -38,8 +50,7 @@ export class ChaosTemporalServer {
       '--port',
       String(this.port),
       '--headless',
-      '--db-filename',
-      this.dbFile,
+      ...(this.dbFile ? ['--db-filename', this.dbFile] : []),
       ...cliSearchAttributes(SEARCH_ATTRIBUTES).flatMap(({ name, type }) => ['--search-attribute', `${name}=${type}`]),
       '--log-level',
       'error',
@@ -59,6 +70,12 @@ export class ChaosTemporalServer {
     await this.waitReady(timeoutMs);
   }
 
+  /** A client of the server; closing its connection is the caller's. */
+  async connectClient(): Promise<{ connection: Connection; client: Client }> {
+    const connection = await Connection.connect({ address: this.address });
+    return { connection, client: new Client({ connection, namespace: NAMESPACE }) };
+  }
+
   private async waitReady(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
@@ -70,7 +87,7 @@ export class ChaosTemporalServer {
       try {
         connection = await Connection.connect({ address: this.address, connectTimeout: 1000 });
         await connection.withDeadline(Date.now() + 2000, () =>
-          connection!.workflowService.describeNamespace({ namespace: 'default' }),
+          connection!.workflowService.describeNamespace({ namespace: NAMESPACE }),
         );
         return;
       } catch (err) {
