@@ -31,7 +31,7 @@ export default tseslint.config(
   },
   {
     // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no I/O libraries.
-    files: ['src/workflows/**/*.ts', 'src/session.ts'],
+    files: ['src/workflows/**/*.ts', 'src/contracts/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

@@ -5,7 +5,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { SessionClient } from '../src/client';
-import type { Session } from '../src/session';
+import type { Session } from '../src/contracts/session';
 
 interface GatewayChildConfig {
   address: string;

@@ -2,7 +2,7 @@ import type { Client, Connection } from '@temporalio/client';
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import type { SessionClient } from '../src/client';
-import type { Session, SessionUser } from '../src/session';
+import type { Session, SessionUser } from '../src/contracts/session';
 import type { HarnessGateway } from './gateways';
 import type { Rng } from '../harness/rng';
 

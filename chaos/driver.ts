@@ -7,8 +7,8 @@ import {
   InvalidSessionInputError,
   type SessionClient,
 } from '../src/client';
-import type { Session, SessionUser } from '../src/session';
-import { sessionWorkflowId, stateQuery, type SessionView } from '../src/workflows/messages';
+import type { Session, SessionUser, SessionView } from '../src/contracts/session';
+import { sessionWorkflowId, stateQuery } from '../src/contracts/session';
 import { count, violate, type ChaosContext, type Scenario, type Tracked } from './context';
 import { sessionTrace } from './trace';
 import { randomId } from '../harness/random-id';

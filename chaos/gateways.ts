@@ -1,8 +1,8 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
 import { SessionClient } from '../src/client';
-import { gatewayStateQuery, gatewayWorkflowId, renewLeaseSignal } from '../src/workflows/gateway-messages';
-import { DestroyReason, sessionWorkflowId, type SessionView } from '../src/workflows/messages';
+import { gatewayStateQuery, gatewayWorkflowId, renewLeaseSignal } from '../src/contracts/gateway';
+import { DestroyReason, sessionWorkflowId, type SessionView } from '../src/contracts/session';
 import { count, violate, type ChaosContext } from './context';
 import { Conn, newTracked } from './driver';
 import { verifyLive } from './invariants';

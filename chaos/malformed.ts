@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { ConnectionOwnershipError, InvalidSessionInputError } from '../src/client';
-import type { Session } from '../src/session';
-import { sessionWorkflowId, stateQuery } from '../src/workflows/messages';
-import { userStateQuery, userWorkflowId } from '../src/workflows/user-messages';
+import type { Session } from '../src/contracts/session';
+import { sessionWorkflowId, stateQuery } from '../src/contracts/session';
+import { userStateQuery, userWorkflowId } from '../src/contracts/user';
 import { count, violate, type ChaosContext, type Tracked } from './context';
 import { gw } from './driver';
 import { randomId } from '../harness/random-id';

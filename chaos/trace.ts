@@ -1,6 +1,6 @@
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { sessionWorkflowId } from '../src/workflows/messages';
+import { sessionWorkflowId } from '../src/contracts/session';
 import type { ChaosContext } from './context';
 import { errorText } from './error-text';
 

@@ -9,7 +9,7 @@ import { WebSocket } from 'ws';
 import type { WelcomeMessage } from '../examples/gateway';
 import { GatewayWrites, type SimConnection } from '../bench/lib/trace';
 import { randomId } from '../harness/random-id';
-import type { SessionUser } from '../src/session';
+import type { SessionUser } from '../src/contracts/session';
 
 export interface DemoClient {
   index: number;

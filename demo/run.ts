@@ -18,7 +18,7 @@ import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import { configFromEnvOrExit } from '../src/config';
 import type { Lifecycle } from '../src/service';
-import type { SessionUser } from '../src/session';
+import type { SessionUser } from '../src/contracts/session';
 import type { DemoClient } from './population';
 
 const ROOT = path.resolve(__dirname, '..');

@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
-import { cliSearchAttributes } from '../src/dev/dev-server';
 import { readToolPaths } from '../src/dev/environment';
-import { SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes';
+import { cliSearchAttributes, SEARCH_ATTRIBUTES } from '../src/contracts/search-attributes';
 import { freePort } from './free-port';
 import { sleep } from './sleep';
 

@@ -1,6 +1,6 @@
 /**
  * `npm run pack:client`: the gateway's package. Compiles src/client and what it imports
- * (src/session.ts, src/workflows/messages.ts, search-attributes, …) to JavaScript with type
+ * (src/contracts/: session.ts, gateway.ts, search-attributes.ts, …) to JavaScript with type
  * declarations in dist/client-package/lib, keeps only the files `tether/client` reaches, writes a
  * package.json whose `exports` give `tether/client` and whose dependencies are exactly the packages
  * that compiled code requires (versions from this repo's package.json), then `npm pack`s it into

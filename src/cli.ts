@@ -11,7 +11,7 @@ import { SessionClient, SessionStatus } from './client';
 import { formatState, relativeToNow, stateWithIsoTimes } from './cli/format';
 import { ConfigError, loadConfig } from './config';
 import { temporalConnectionOptions } from './temporal-connection';
-import { SessionStatusKey } from './workflows/search-attributes';
+import { SessionStatusKey } from './contracts/search-attributes';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 

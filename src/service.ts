@@ -3,14 +3,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
 import type { Config } from './config';
-import { cliSearchAttributes } from './dev/dev-server';
 import { startHealthServer } from './health-server';
 import type { Logger } from './logger';
 import { openResources } from './resources';
 import { ensureSweepSchedule } from './sweep-schedule';
 import { connectWorker, createWorker } from './worker';
 import { workerWorkflowBundle } from './workflow-bundle';
-import { SEARCH_ATTRIBUTES } from './workflows/search-attributes';
+import { SEARCH_ATTRIBUTES, cliSearchAttributes } from './contracts/search-attributes';
 
 /** What a service body gets from {@link runProcess}. */
 export interface Lifecycle {

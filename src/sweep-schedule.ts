@@ -1,7 +1,6 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import type { Config } from './config';
-import { SWEEP_SCHEDULE_ID, type SweepWorkflowInput } from './workflows/sweep-messages';
-import type { sweepWorkflow } from './workflows/sweep-workflow';
+import { SWEEP_SCHEDULE_ID, type SweepWorkflow, type SweepWorkflowInput } from './contracts/sweep';
 
 export interface SweepScheduleOptions {
   /** Default `tether-sweep:{taskQueue}`: one schedule per deployment (task queue) in a namespace. */
@@ -34,7 +33,7 @@ export async function ensureSweepSchedule(
     workflowType: 'sweepWorkflow',
     workflowId: `sweep:${taskQueue}`,
     taskQueue,
-    args: [input] as Parameters<typeof sweepWorkflow>,
+    args: [input] as Parameters<SweepWorkflow>,
     staticSummary: 'session sweep',
     staticDetails: `heartbeat:keepalive ids older than 4 × ${config.idleTimeoutMs} ms, every ${config.cronScheduleMins} min`,
   };

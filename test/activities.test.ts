@@ -6,7 +6,7 @@ import { ROOMS_EXCHANGE, javaStringHash, roomRoutingKey, userRoutingKey } from '
 import type { Config } from '../src/config';
 import { createLogger } from '../src/logger';
 import { openResources, type Resources } from '../src/resources';
-import type { Session } from '../src/session';
+import type { Session } from '../src/contracts/session';
 import { waitFor } from './helpers/broadcasts';
 import { makeSession, nanoid, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';
 

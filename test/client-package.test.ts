@@ -110,7 +110,7 @@ describe('the client as a package (npm pack, installed into a scratch project)',
       default: './lib/client/index.js',
     });
     // The packages the compiled client requires, no more: @temporalio/workflow only while
-    // src/workflows/messages.ts takes defineSignal/defineQuery from it.
+    // src/contracts/ takes defineSignal/defineQuery from it.
     const dependencies = Object.keys(installed.dependencies);
     expect(dependencies).toEqual(expect.arrayContaining(['@temporalio/client', '@temporalio/common']));
     expect(dependencies.filter((d) => !/^@temporalio\/(client|common|workflow)$/.test(d))).toEqual([]);
@@ -119,7 +119,7 @@ describe('the client as a package (npm pack, installed into a scratch project)',
     }
 
     const lib = path.join(scratch, 'node_modules/tether/lib');
-    for (const file of ['client/index.js', 'client/index.d.ts', 'session.js', 'workflows/messages.js']) {
+    for (const file of ['client/index.js', 'client/index.d.ts', 'contracts/session.js', 'contracts/gateway.js']) {
       expect(existsSync(path.join(lib, file))).toBe(true);
     }
     const sources = (dir: string): string[] =>

@@ -12,8 +12,8 @@ import {
   type SessionView,
 } from '../src/client';
 import { keys } from '../src/activities/redis-keys';
-import { gatewayStateQuery, renewLeaseSignal } from '../src/workflows/gateway-messages';
-import type { Session } from '../src/session';
+import { gatewayStateQuery, renewLeaseSignal } from '../src/contracts/gateway';
+import type { Session } from '../src/contracts/session';
 import { makeSession, seedApp, startStack, testConfig } from './helpers/stack';
 import { devServerEnv, timeSkippingEnv } from './helpers/temporal';
 import { waitUntil } from './helpers/wait';

@@ -9,8 +9,8 @@ import {
   type SessionView,
 } from '../src/client';
 import { keys } from '../src/activities/redis-keys';
-import { activeSignal, disconnectedSignal, gatewayLostSignal, heartbeatSignal } from '../src/workflows/messages';
-import type { Session } from '../src/session';
+import { activeSignal, disconnectedSignal, gatewayLostSignal, heartbeatSignal } from '../src/contracts/session';
+import type { Session } from '../src/contracts/session';
 import { createWorker } from '../src/worker';
 import { makeSession, nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';
 import { timeSkippingEnv, workflowBundle } from './helpers/temporal';

@@ -2,15 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createActivities } from '../src/activities';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
-import type { Session } from '../src/session';
+import type { Session } from '../src/contracts/session';
 import { ensureSweepSchedule } from '../src/sweep-schedule';
-import { sessionWorkflowId } from '../src/workflows/messages';
+import { sessionWorkflowId } from '../src/contracts/session';
 import {
   sweepProgressQuery,
   type SweepAnchor,
   type SweepProgress,
   type SweepWorkflowInput,
-} from '../src/workflows/sweep-messages';
+} from '../src/contracts/sweep';
 import { captureUserBroadcasts, waitFor } from './helpers/broadcasts';
 import { makeSession, nanoid, seedApp, seedUser, startStack, testConfig, testLogger } from './helpers/stack';
 import { devServerEnv } from './helpers/temporal';

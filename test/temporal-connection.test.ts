@@ -10,7 +10,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { loadConfig } from '../src/config';
 import { temporalConnectionOptions } from '../src/temporal-connection';
 import { connectWorker } from '../src/worker';
-import { AppPidKey, SessionStatusKey } from '../src/workflows/search-attributes';
+import { AppPidKey, SessionStatusKey } from '../src/contracts/search-attributes';
 import { devServerEnv } from './helpers/temporal';
 import { nanoid } from './helpers/stack';
 

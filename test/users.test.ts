@@ -3,7 +3,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { keys } from '../src/activities/redis-keys';
 import { openResources, type Resources } from '../src/resources';
-import type { Session } from '../src/session';
+import type { Session } from '../src/contracts/session';
 import { createWorker } from '../src/worker';
 import {
   connectionDownSignal,
@@ -12,7 +12,7 @@ import {
   userWorkflowId,
   DownSource,
   type UserState,
-} from '../src/workflows/user-messages';
+} from '../src/contracts/user';
 import { captureUserBroadcasts, pause, waitFor } from './helpers/broadcasts';
 import { makeSession, seedApp, seedUser, startStack, testConfig, testLogger } from './helpers/stack';
 import { devServerEnv, workflowBundle } from './helpers/temporal';

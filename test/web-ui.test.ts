@@ -1,7 +1,7 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Browser } from 'playwright-core';
 import { readToolPaths } from '../src/dev/environment';
-import { SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes';
+import { SEARCH_ATTRIBUTES } from '../src/contracts/search-attributes';
 import { TestWorkflowEnvironment as Env } from '@temporalio/testing';
 import { gotoUntilVisible, launchBrowser, listedSessionIds, screenshot } from './helpers/browser';
 import { makeSession, nanoid, seedApp, startStack } from './helpers/stack';

@@ -6,7 +6,7 @@
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import { sleep } from '../../harness/sleep';
-import type { SessionUser } from '../../src/session';
+import type { SessionUser } from '../../src/contracts/session';
 import { GatewayWrites, type SimConnection } from './trace';
 
 export const HEARTBEAT_KEY = 'heartbeat:keepalive';

@@ -9,7 +9,7 @@ import { seedApp, seedUsers } from '../../harness/seed';
 import { sleep } from '../../harness/sleep';
 import type { WorkerChild } from '../../harness/worker-child';
 import type { SessionClientOptions } from '../../src/client';
-import type { SessionUser } from '../../src/session';
+import type { SessionUser } from '../../src/contracts/session';
 import type { Audit, BenchContext, Figure } from './context';
 import { Driver, type DriverHooks, type DriverStats } from './driver';
 import { auditClean, Observer } from './observer';

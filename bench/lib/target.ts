@@ -5,9 +5,9 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { HeartbeatOutcome, SessionClient, sessionWorkflowId, type SessionClientOptions } from '../../src/client';
 import { mapLimit } from '../../harness/map-limit';
-import type { Session } from '../../src/session';
-import { gatewayWorkflowId } from '../../src/workflows/gateway-messages';
-import { userWorkflowId } from '../../src/workflows/user-messages';
+import type { Session } from '../../src/contracts/session';
+import { gatewayWorkflowId } from '../../src/contracts/gateway';
+import { userWorkflowId } from '../../src/contracts/user';
 
 export interface HeartbeatResult {
   /** The pong was passed on and should change shared state (the heartbeat score); false: coalesced. */

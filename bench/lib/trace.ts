@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type Redis from 'ioredis';
 import { randomId } from '../../harness/random-id';
 import { Rng } from '../../harness/rng';
-import type { Session, SessionUser } from '../../src/session';
+import type { Session, SessionUser } from '../../src/contracts/session';
 
 export interface TraceShape {
   /** Rooms in the simulated app; connections join some of them. */

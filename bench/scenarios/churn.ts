@@ -12,7 +12,7 @@
  * at its scheduled time (so a load generator falling behind would show, and is reported apart).
  */
 import { sessionWorkflowId } from '../../src/client';
-import { userWorkflowId } from '../../src/workflows/user-messages';
+import { userWorkflowId } from '../../src/contracts/user';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
 import { mapLimit } from '../../harness/map-limit';

@@ -13,8 +13,8 @@
 import type { Client } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { sessionWorkflowId } from '../../src/client';
-import { gatewayWorkflowId } from '../../src/workflows/gateway-messages';
-import { userWorkflowId } from '../../src/workflows/user-messages';
+import { gatewayWorkflowId } from '../../src/contracts/gateway';
+import { userWorkflowId } from '../../src/contracts/user';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { sleep } from '../../harness/sleep';
 import { PongFeeder } from '../lib/pongs';

@@ -10,9 +10,9 @@
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { gatewayStateQuery, gatewayWorkflowId } from '../../src/workflows/gateway-messages';
+import { gatewayStateQuery, gatewayWorkflowId } from '../../src/contracts/gateway';
 import { FAN_OUT } from '../../src/activities/gateway-effects';
-import type { Session } from '../../src/session';
+import type { Session } from '../../src/contracts/session';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { missingMarkers } from '../lib/observer';
 import { sleep } from '../../harness/sleep';

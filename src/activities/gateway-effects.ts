@@ -1,19 +1,18 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { GatewayHolder } from '../session';
-import { gatewayLostSignal, sessionWorkflowId } from '../workflows/messages';
-import type { ActivityDeps } from './index';
+import type { GatewayActivities } from '../contracts/gateway';
+import { gatewayLostSignal, sessionWorkflowId } from '../contracts/session';
+import type { ActivityDeps } from './deps';
 import type { RedisEffects } from './redis-effects';
 
 /** A lost gateway's sessions are told in parallel, but never faster than this (the server's share). */
 export const FAN_OUT = { concurrency: 50, perSecond: 500 } as const;
 
-export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEffects }) {
+export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEffects }): GatewayActivities {
   const { redisFx, logger } = deps;
 
   return {
-    /** Renewal (local activity): every marker and heartbeat score the incarnation holds, in batch. */
-    async refreshGatewayMarkers({ holder, at }: { holder: GatewayHolder; at: number }): Promise<{ refreshed: number }> {
+    async refreshGatewayMarkers({ holder, at }) {
       return { refreshed: await redisFx.refreshHeld(holder, at) };
     },
 
@@ -22,7 +21,7 @@ export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEff
      * HSCAN cursor is heartbeated after each page, so a retry after a worker crash resumes there
      * (a session told twice ignores the second: it is no longer connected).
      */
-    async closeGatewaySessions({ holder, at }: { holder: GatewayHolder; at: number }): Promise<{ signalled: number }> {
+    async closeGatewaySessions({ holder, at }) {
       if (!deps.temporal) throw new Error('no Temporal client in the activity dependencies: cannot signal sessions');
       const client = deps.temporal;
       const ctx = Context.current();

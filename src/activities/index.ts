@@ -1,41 +1,21 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { Client } from '@temporalio/client';
-import type Redis from 'ioredis';
-import type { Pool } from 'pg';
-import type { Config } from '../config';
-import type { Logger } from '../logger';
-import type { GatewayHolder, Session } from '../session';
-import type { AmqpPublisher } from './amqp-publisher';
+import type { GatewayActivities } from '../contracts/gateway';
+import type { LegacySessionActivities, PresenceResult, Session, SessionActivities } from '../contracts/session';
+import type { SweepActivities } from '../contracts/sweep';
+import type { UserActivities } from '../contracts/user';
 import { presenceLeave } from './broadcasts';
-import { ConnectionEventType, PgEffects, UnknownApplicationError } from './pg-effects';
+import type { ActivityDeps } from './deps';
+import { PgEffects, UnknownApplicationError } from './pg-effects';
 import { RedisEffects } from './redis-effects';
 import { createGatewayActivities } from './gateway-effects';
 import { createSweepActivities } from './sweep-effects';
 import { createUserActivities } from './user-effects';
 
-export interface ActivityDeps {
-  redis: Redis;
-  pg: Pool;
-  amqp: AmqpPublisher;
-  config: Config;
-  logger: Logger;
-  /** For activities that signal or describe workflows (user workflows, the sweep). */
-  temporal?: Client;
-  /** Task queue of the workflows those activities start; default: the calling activity's. */
-  taskQueue?: string;
-}
-
-export interface PresenceResult {
-  /** A newer socket of the connection is live: nothing was touched. */
-  skipped: boolean;
-  rooms: string[];
-}
-
 /**
  * Every activity is idempotent (a second run has no second effect, bar an at-least-once broadcast
  * after a crash between publish and bookkeeping) and is retried by Temporal until it lands.
  */
-export function createActivities(deps: ActivityDeps) {
+export function createActivities(deps: ActivityDeps): Activities {
   const { redis, pg, amqp, config, logger } = deps;
   const redisFx = new RedisEffects(redis, config.idleTimeoutMs);
   const pgFx = new PgEffects(pg);
@@ -65,22 +45,12 @@ export function createActivities(deps: ActivityDeps) {
   }
 
   const users = createUserActivities(deps);
-  const v1 = {
-    /** Mark live: active marker (3 × idle) and heartbeat score. */
-    async markSessionLive({ session, at }: { session: Session; at: number }): Promise<void> {
+  const v1: Omit<LegacySessionActivities, 'signalUserConnectionUp' | 'signalUserConnectionDown'> = {
+    async markSessionLive({ session, at }) {
       await redisFx.markLive(session, at);
     },
 
-    /** Connect/disconnect rows in sessions and connections. Unknown appPid: non-retryable. */
-    async recordConnectionEvent({
-      session,
-      type,
-      at,
-    }: {
-      session: Session;
-      type: ConnectionEventType;
-      at: number;
-    }): Promise<{ currentSocket: boolean }> {
+    async recordConnectionEvent({ session, type, at }) {
       try {
         return await pgFx.recordConnectionEvent(session, type, at);
       } catch (err) {
@@ -104,14 +74,7 @@ export function createActivities(deps: ActivityDeps) {
       }
     },
 
-    /** Soft destroy: presence members removed and leave broadcast, unless a newer socket is live. */
-    async removeSessionPresence({
-      session,
-      closingSocketId,
-    }: {
-      session: Session;
-      closingSocketId: string;
-    }): Promise<PresenceResult> {
+    async removeSessionPresence({ session, closingSocketId }) {
       const result = await removePresence(session, closingSocketId, true);
       log(session).info(result.skipped ? 'presence kept: newer socket live' : 'presence removed', {
         rooms: result.rooms.length,
@@ -119,14 +82,7 @@ export function createActivities(deps: ActivityDeps) {
       return result;
     },
 
-    /** Hard destroy: presence, subscriptions, heartbeat score, marker, then `disconnectedAt`. */
-    async destroySession({
-      session,
-      closingSocketId,
-    }: {
-      session: Session;
-      closingSocketId: string;
-    }): Promise<{ skipped: boolean; rooms: string[]; keysDeleted: number }> {
+    async destroySession({ session, closingSocketId }) {
       const presence = await removePresence(session, closingSocketId, true);
       if (presence.skipped) return { skipped: true, rooms: [], keysDeleted: 0 };
       const keysDeleted = await redisFx.purge(session.connectionId, closingSocketId);
@@ -140,19 +96,8 @@ export function createActivities(deps: ActivityDeps) {
     },
   };
 
-  // The session workflow's four effects (docs/design.md): connect, close and soft destroy run as
-  // local activities, the hard destroy as a regular one.
-  const session = {
-    /**
-     * Connect: marker, heartbeat score and the holder's index; the connect row; the user up. Nothing
-     * when the holder is already lost (the session then closes itself as gateway-lost).
-     */
-    async connectSession(input: {
-      session: Session;
-      at: number;
-      holder: GatewayHolder;
-      previousHolder: GatewayHolder | null;
-    }): Promise<{ holderLost: boolean }> {
+  const session: SessionActivities = {
+    async connectSession(input) {
       const { holderLost } = await redisFx.markLiveHeld(input.session, input.at, input.holder, input.previousHolder);
       if (holderLost) return { holderLost };
       await v1.recordConnectionEvent({ session: input.session, type: 'connect', at: input.at });
@@ -160,25 +105,18 @@ export function createActivities(deps: ActivityDeps) {
       return { holderLost };
     },
 
-    /** Close: out of the holder's index first (no refresh marks it live again), then the disconnect row. */
-    async closeSession(input: { session: Session; at: number; holder: GatewayHolder | null }): Promise<void> {
+    async closeSession(input) {
       if (input.holder) await redisFx.leaveIndex(input.session.connectionId, input.holder);
       await v1.recordConnectionEvent({ session: input.session, type: 'disconnect', at: input.at });
     },
 
-    /** Soft destroy: presence removed and leave broadcasts (unless a newer socket is live), the user down. */
-    async softDestroySession(input: { session: Session; closingSocketId: string }): Promise<PresenceResult> {
+    async softDestroySession(input) {
       const result = await v1.removeSessionPresence(input);
       await users.signalUserConnectionDown({ session: input.session });
       return result;
     },
 
-    /** Hard destroy: out of the index, then presence left, subscriptions, score, marker, `disconnectedAt`. */
-    async hardDestroySession(input: {
-      session: Session;
-      closingSocketId: string;
-      holder: GatewayHolder | null;
-    }): Promise<{ skipped: boolean; rooms: string[]; keysDeleted: number }> {
+    async hardDestroySession(input) {
       if (input.holder) await redisFx.leaveIndex(input.session.connectionId, input.holder);
       return v1.destroySession(input);
     },
@@ -194,7 +132,13 @@ export function createActivities(deps: ActivityDeps) {
   };
 }
 
-export type Activities = ReturnType<typeof createActivities>;
+type Registered = SessionActivities & LegacySessionActivities & GatewayActivities & UserActivities & SweepActivities;
+
+/**
+ * Every activity the worker registers: what the workflows proxy (src/contracts), as one object
+ * type, since interfaces have no index signature and the worker takes a record of functions.
+ */
+export type Activities = { [K in keyof Registered]: Registered[K] };
 
 function activityInfo() {
   try {

@@ -1,11 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import type { Session } from '../session';
-
-export const ConnectionEventType = {
-  connect: 'connect',
-  disconnect: 'disconnect',
-} as const;
-export type ConnectionEventType = (typeof ConnectionEventType)[keyof typeof ConnectionEventType];
+import { ConnectionEventType, type Session } from '../contracts/session';
 
 export class UnknownApplicationError extends Error {
   constructor(readonly appPid: string) {

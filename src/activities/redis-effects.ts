@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
-import type { GatewayHolder, Session } from '../session';
+import type { GatewayHolder } from '../contracts/gateway';
+import type { Session } from '../contracts/session';
 import { HEARTBEAT_KEY, SUBSCRIPTION_NAMESPACES, keys } from './redis-keys';
 
 /**

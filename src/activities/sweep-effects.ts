@@ -1,14 +1,9 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { sessionWorkflowId } from '../workflows/messages';
-import type { SweepAnchor } from '../workflows/sweep-messages';
-import {
-  DownSource,
-  connectionDownSignal,
-  userWorkflowId,
-  type ConnectionDownMessage,
-} from '../workflows/user-messages';
-import type { ActivityDeps } from './index';
+import { sessionWorkflowId } from '../contracts/session';
+import type { SweepActivities, SweepAnchor, SweepPageResult } from '../contracts/sweep';
+import { DownSource, connectionDownSignal, userWorkflowId, type ConnectionDownMessage } from '../contracts/user';
+import type { ActivityDeps } from './deps';
 import { PgEffects } from './pg-effects';
 import { HEARTBEAT_KEY, SUBSCRIPTION_NAMESPACES, keys } from './redis-keys';
 import { signalUserDown } from './user-effects';
@@ -90,29 +85,10 @@ end
 return redis.call('ZREM', KEYS[2], ARGV[1])
 `;
 
-export interface SweepPageInput {
-  cutoff: number;
-  limit: number;
-  concurrency: number;
-  anchor: SweepAnchor | null;
-  appPids?: string[];
-}
-
-export interface SweepPageResult {
-  /** Stale ids read (a page shorter than the limit is the last). */
-  read: number;
-  cleaned: number;
-  skipped: number;
-  ignored: number;
-  failed: number;
-  usersNotified: number;
-  anchor: SweepAnchor | null;
-}
-
 type Outcome = 'cleaned' | 'skipped' | 'ignored' | 'failed';
 
 /** The sweep (contract §4.1, §7 defect 5): every stale id, in pages, users included. */
-export function createSweepActivities(deps: ActivityDeps) {
+export function createSweepActivities(deps: ActivityDeps): SweepActivities {
   const { redis, pg, logger } = deps;
   const pgFx = new PgEffects(pg);
 
@@ -216,7 +192,7 @@ export function createSweepActivities(deps: ActivityDeps) {
      * concurrency. Live ones get their score refreshed (so they stop being rescanned), the rest
      * are cleaned. Safe to retry: every step is idempotent and handled ids leave the stale range.
      */
-    async sweepPage({ cutoff, limit, concurrency, anchor, appPids }: SweepPageInput): Promise<SweepPageResult> {
+    async sweepPage({ cutoff, limit, concurrency, anchor, appPids }) {
       const flat = (await redis.eval(
         READ_PAGE,
         1,

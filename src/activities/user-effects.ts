@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
-import type { Session, SessionUser } from '../session';
+import type { LegacySessionActivities, Session, SessionUser } from '../contracts/session';
 import {
   DownSource,
   connectionDownSignal,
@@ -8,11 +8,12 @@ import {
   userWorkflowId,
   type ConnectionDownMessage,
   type ConnectionUpMessage,
-} from '../workflows/user-messages';
-import { AppPidKey, ClientIdKey } from '../workflows/search-attributes';
-import type { userWorkflow } from '../workflows/user-workflow';
+  type UserActivities,
+  type UserWorkflow,
+} from '../contracts/user';
+import { AppPidKey, ClientIdKey } from '../contracts/search-attributes';
 import { userStatus } from './broadcasts';
-import type { ActivityDeps } from './index';
+import type { ActivityDeps } from './deps';
 import { PgEffects } from './pg-effects';
 import { keys } from './redis-keys';
 
@@ -65,7 +66,7 @@ async function signalUser(
   const options = {
     workflowId: userWorkflowId(appPid, clientId),
     taskQueue: taskQueueOf(deps),
-    args: [{ appPid, clientId }] as Parameters<typeof userWorkflow>,
+    args: [{ appPid, clientId }] as Parameters<UserWorkflow>,
     typedSearchAttributes: [
       { key: AppPidKey, value: appPid },
       { key: ClientIdKey, value: clientId },
@@ -75,13 +76,13 @@ async function signalUser(
   };
   const workflow = temporalOf(deps).workflow;
   if ('up' in send) {
-    await workflow.signalWithStart<typeof userWorkflow, [ConnectionUpMessage]>('userWorkflow', {
+    await workflow.signalWithStart<UserWorkflow, [ConnectionUpMessage]>('userWorkflow', {
       ...options,
       signal: connectionUpSignal,
       signalArgs: [send.up],
     });
   } else {
-    await workflow.signalWithStart<typeof userWorkflow, [ConnectionDownMessage]>('userWorkflow', {
+    await workflow.signalWithStart<UserWorkflow, [ConnectionDownMessage]>('userWorkflow', {
       ...options,
       signal: connectionDownSignal,
       signalArgs: [send.down],
@@ -104,7 +105,9 @@ export function signalUserDown(
  * the user workflow calls the effect activities, one at a time per user, so they need no locking;
  * each is idempotent and may publish its broadcasts again when retried after a crash.
  */
-export function createUserActivities(deps: ActivityDeps) {
+export function createUserActivities(
+  deps: ActivityDeps,
+): UserActivities & Pick<LegacySessionActivities, 'signalUserConnectionUp' | 'signalUserConnectionDown'> {
   const { redis, pg, amqp, config, logger } = deps;
   const pgFx = new PgEffects(pg);
   const queueCount = config.rabbitmq.queueCount;
@@ -136,7 +139,7 @@ export function createUserActivities(deps: ActivityDeps) {
 
   return {
     /** Session workflow, after recording a connect: the connection is live for its user. */
-    async signalUserConnectionUp({ session }: { session: Session }): Promise<void> {
+    async signalUserConnectionUp({ session }) {
       if (!session.user) return;
       await signalUser(deps, session.appPid, session.user.clientId, {
         up: { connectionId: session.connectionId, session },
@@ -144,7 +147,7 @@ export function createUserActivities(deps: ActivityDeps) {
     },
 
     /** Session workflow, at the soft destroy (or a destroy that came first): the connection is gone. */
-    async signalUserConnectionDown({ session }: { session: Session }): Promise<void> {
+    async signalUserConnectionDown({ session }) {
       if (!session.user) return;
       await signalUser(deps, session.appPid, session.user.clientId, {
         down: { connectionId: session.connectionId, socketId: session.socketId, source: DownSource.session },
@@ -152,22 +155,7 @@ export function createUserActivities(deps: ActivityDeps) {
     },
 
     /** Offline→online: DB, users online, the user's live connections, then connection:status + connect. */
-    async userOnline({
-      appPid,
-      clientId,
-      user,
-      session,
-      connections,
-      edge,
-    }: {
-      appPid: string;
-      clientId: string;
-      user: SessionUser;
-      session: Session;
-      connections: Record<string, number>;
-      /** Unique per edge of this user, the same on every retry. */
-      edge?: string;
-    }): Promise<void> {
+    async userOnline({ appPid, clientId, user, session, connections, edge }) {
       const now = new Date();
       await pgFx.setUserOnline(user.id, true, now);
       const online = JSON.stringify({ ...user, isOnline: true, lastOnline: now.toISOString() });
@@ -180,19 +168,7 @@ export function createUserActivities(deps: ActivityDeps) {
     },
 
     /** Online→offline: users online, the user's connections, DB, then connection:status + disconnect. */
-    async userOffline({
-      appPid,
-      clientId,
-      user,
-      session,
-      edge,
-    }: {
-      appPid: string;
-      clientId: string;
-      user: SessionUser;
-      session: Session;
-      edge?: string;
-    }): Promise<void> {
+    async userOffline({ appPid, clientId, user, session, edge }) {
       const now = new Date();
       throwOnFailure(
         await redis
@@ -207,17 +183,7 @@ export function createUserActivities(deps: ActivityDeps) {
     },
 
     /** While online: connections that came up are added, those gone are removed ("Connection gone"). */
-    async syncUserConnections({
-      appPid,
-      clientId,
-      add,
-      remove,
-    }: {
-      appPid: string;
-      clientId: string;
-      add: Record<string, number>;
-      remove: string[];
-    }): Promise<void> {
+    async syncUserConnections({ appPid, clientId, add, remove }) {
       const key = keys.clientConnections(appPid, clientId);
       const fields = Object.entries(add).flatMap(([cid, ms]) => [cid, String(ms)]);
       const tx = redis.multi();
@@ -231,15 +197,7 @@ export function createUserActivities(deps: ActivityDeps) {
      * old deployment's). Each leaves the user's connections hash; when the hash is empty and Redis
      * still has the user online, the user goes offline (DB and broadcast included).
      */
-    async userOrphansGone({
-      appPid,
-      clientId,
-      connectionIds,
-    }: {
-      appPid: string;
-      clientId: string;
-      connectionIds: string[];
-    }): Promise<{ wentOffline: boolean }> {
+    async userOrphansGone({ appPid, clientId, connectionIds }) {
       const owedKey = offlineOwedKey(appPid, clientId);
       const owed = (await redis.eval(
         ORPHANS_GONE,

@@ -1,5 +1,11 @@
 export { SessionClient, HeartbeatOutcome, type SessionClientOptions } from './session-client';
 export { InvalidSessionInputError, ConnectionOwnershipError } from './errors';
-export type { GatewayHolder, Session, SessionUser } from '../session';
-export { SessionStatus, DestroyReason, sessionWorkflowId, type SessionView } from '../workflows/messages';
-export { gatewayWorkflowId, type GatewayState } from '../workflows/gateway-messages';
+export {
+  SessionStatus,
+  DestroyReason,
+  sessionWorkflowId,
+  type Session,
+  type SessionUser,
+  type SessionView,
+} from '../contracts/session';
+export { gatewayWorkflowId, type GatewayHolder, type GatewayState } from '../contracts/gateway';

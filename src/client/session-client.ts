@@ -5,23 +5,10 @@ import {
   checkActive,
   checkConnectionId,
   checkDisconnected,
-  checkGateway,
   checkHeartbeat,
   checkInvalidate,
   type ActiveMessage,
-  type Check,
-  type GatewayHolder,
   type Session,
-} from '../session';
-import {
-  acquireLeaseSignal,
-  gatewayStateQuery,
-  gatewayWorkflowId,
-  releaseLeaseSignal,
-  renewLeaseSignal,
-} from '../workflows/gateway-messages';
-import type { gatewayWorkflow } from '../workflows/gateway-workflow';
-import {
   activeSignal,
   disconnectedSignal,
   heartbeatSignal,
@@ -30,10 +17,21 @@ import {
   stateQuery,
   SessionStatus,
   type SessionView,
+  type SessionWorkflow,
   type SessionWorkflowInput,
-} from '../workflows/messages';
-import { sessionMemo, sessionSearchAttributes } from '../workflows/search-attributes';
-import type { sessionWorkflow } from '../workflows/session-workflow';
+} from '../contracts/session';
+import {
+  checkGateway,
+  type GatewayHolder,
+  acquireLeaseSignal,
+  gatewayStateQuery,
+  gatewayWorkflowId,
+  releaseLeaseSignal,
+  renewLeaseSignal,
+  type GatewayWorkflow,
+} from '../contracts/gateway';
+import type { Check } from '../contracts/check';
+import { sessionMemo, sessionSearchAttributes } from '../contracts/search-attributes';
 import { ConnectionOwnershipError, InvalidSessionInputError } from './errors';
 
 export interface SessionClientOptions {
@@ -242,7 +240,7 @@ export class SessionClient {
 
   private async acquire(): Promise<void> {
     const { gatewayId, incarnation } = this.holder;
-    await this.client.workflow.signalWithStart<typeof gatewayWorkflow, [{ incarnation: string }]>('gatewayWorkflow', {
+    await this.client.workflow.signalWithStart<GatewayWorkflow, [{ incarnation: string }]>('gatewayWorkflow', {
       workflowId: gatewayWorkflowId(gatewayId),
       taskQueue: this.options.taskQueue,
       args: [{ gatewayId, idleTimeoutMs: this.options.idleTimeoutMs }],
@@ -283,7 +281,7 @@ export class SessionClient {
       staticDetails: `appPid: ${s.appPid}\nconnectionId: ${s.connectionId}\nuid: ${s.uid}`,
     };
     try {
-      await this.client.workflow.start<typeof sessionWorkflow>('sessionWorkflow', {
+      await this.client.workflow.start<SessionWorkflow>('sessionWorkflow', {
         ...options,
         workflowIdConflictPolicy: 'FAIL',
       });
@@ -293,7 +291,7 @@ export class SessionClient {
     }
     await this.assertOwnership(s);
     // With-start: the run may have ended since.
-    await this.client.workflow.signalWithStart<typeof sessionWorkflow, [ActiveMessage]>('sessionWorkflow', {
+    await this.client.workflow.signalWithStart<SessionWorkflow, [ActiveMessage]>('sessionWorkflow', {
       ...options,
       signal: activeSignal,
       signalArgs: [msg],

@@ -2,13 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { SearchAttributeType } from '@temporalio/common';
-
-/** What `defineSearchAttributeKey` returns (the SDK does not export the type). */
-export interface AttributeKey {
-  name: string;
-  type: SearchAttributeType;
-}
+import { cliSearchAttributes, type AttributeKey } from '../contracts/search-attributes';
 
 /**
  * The Temporal dev server (`temporal server start-dev`: SQLite persistence, embedded Web UI) that
@@ -38,21 +32,6 @@ export function answers(host: string, port: number, timeoutMs = 500): Promise<bo
     socket.once('connect', () => done(true));
     socket.once('error', () => done(false));
   });
-}
-
-const CLI_TYPES: Record<SearchAttributeType, string> = {
-  TEXT: 'Text',
-  KEYWORD: 'Keyword',
-  INT: 'Int',
-  DOUBLE: 'Double',
-  BOOL: 'Bool',
-  DATETIME: 'Datetime',
-  KEYWORD_LIST: 'KeywordList',
-};
-
-/** `Name=Type` as the CLI's `--search-attribute` and `search-attribute create --type` spell them. */
-export function cliSearchAttributes(keys: readonly AttributeKey[]) {
-  return keys.map((key) => ({ name: key.name, type: CLI_TYPES[key.type] }));
 }
 
 export interface DevServerOptions {

@@ -11,7 +11,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { installRuntime } from '../runtime';
 import { connectTemporal, type Lifecycle } from '../service';
-import { SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { SEARCH_ATTRIBUTES } from '../contracts/search-attributes';
 import { adoptDevServer, answers, isLocalHost, splitAddress, startDevServer } from './dev-server';
 import { ensureEnvironment, type ToolPaths } from './environment';
 

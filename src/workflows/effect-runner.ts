@@ -6,11 +6,14 @@ import {
   proxyLocalActivities,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import type { GatewayActivities } from '../contracts/gateway';
+import type { SessionActivities } from '../contracts/session';
 
-type Name = keyof Activities;
-type Input<K extends Name> = Parameters<Activities[K]>[0];
-type Output<K extends Name> = Awaited<ReturnType<Activities[K]>>;
+/** The effects that may run as local activities: the session's and the gateway renewal's. */
+type Effects = SessionActivities & GatewayActivities;
+type Name = keyof Effects;
+type Input<K extends Name> = Parameters<Effects[K]>[0];
+type Output<K extends Name> = Awaited<ReturnType<Effects[K]>>;
 
 /** Schedule-to-close of one local activity, its retries included. */
 export const LOCAL_BUDGET_MS = 2_500;
@@ -18,8 +21,8 @@ export const LOCAL_BUDGET_MS = 2_500;
 export const LOCAL_PER_TASK = 2;
 
 const retry = { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' } as const;
-const local = proxyLocalActivities<Activities>({ scheduleToCloseTimeout: LOCAL_BUDGET_MS, retry });
-const durable = proxyActivities<Activities>({ startToCloseTimeout: '10s', retry });
+const local = proxyLocalActivities<Effects>({ scheduleToCloseTimeout: LOCAL_BUDGET_MS, retry });
+const durable = proxyActivities<Effects>({ startToCloseTimeout: '10s', retry });
 
 /**
  * Runs effects as local activities that always resolve inside the workflow task that scheduled

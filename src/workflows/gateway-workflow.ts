@@ -7,8 +7,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
-import { checkGateway } from '../session';
+import { checkGateway } from '../contracts/gateway';
 import { Deadline } from './deadline';
 import { EffectRunner } from './effect-runner';
 import {
@@ -16,12 +15,13 @@ import {
   gatewayStateQuery,
   releaseLeaseSignal,
   renewLeaseSignal,
+  type GatewayActivities,
   type GatewayState,
   type GatewayWorkflowInput,
-} from './gateway-messages';
+} from '../contracts/gateway';
 
 // The fan-out may take minutes; the heartbeat carries its cursor to the next attempt.
-const fanOut = proxyActivities<Activities>({
+const fanOut = proxyActivities<GatewayActivities>({
   startToCloseTimeout: '1h',
   heartbeatTimeout: '30s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },

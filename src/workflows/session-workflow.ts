@@ -13,8 +13,8 @@ import {
 } from './legacy/session-v1';
 import { Deadline } from './deadline';
 import { EffectRunner } from './effect-runner';
-import { SessionStatus, type SessionView, type SessionWorkflowInput } from './messages';
-import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from './search-attributes';
+import { SessionStatus, type SessionView, type SessionWorkflowInput } from '../contracts/session';
+import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from '../contracts/search-attributes';
 import { runEffect } from './session/effects';
 import { setSessionHandlers } from './session/handlers';
 import { EffectKind, SessionMachine } from './session/machine';

@@ -6,14 +6,18 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
-import { sweepProgressQuery, type SweepProgress, type SweepWorkflowInput } from './sweep-messages';
+import {
+  sweepProgressQuery,
+  type SweepActivities,
+  type SweepProgress,
+  type SweepWorkflowInput,
+} from '../contracts/sweep';
 
 const DEFAULT_PAGE_SIZE = 200;
 const DEFAULT_CONCURRENCY = 10;
 const DEFAULT_MAX_HISTORY_EVENTS = 4_000;
 
-const fx = proxyActivities<Activities>({
+const fx = proxyActivities<SweepActivities>({
   startToCloseTimeout: '10m',
   heartbeatTimeout: '1m',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },

@@ -7,20 +7,22 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
-import { checkSession, type Session } from '../session';
+import type { Session } from '../contracts/session';
 import {
   DownSource,
+  checkConnectionDown,
+  checkConnectionUp,
   connectionDownSignal,
   connectionUpSignal,
   userStateQuery,
+  type UserActivities,
   type UserState,
   type UserWorkflowInput,
-} from './user-messages';
+} from '../contracts/user';
 
 const DEFAULT_MAX_HISTORY_EVENTS = 4_000;
 
-const fx = proxyActivities<Activities>({
+const fx = proxyActivities<UserActivities>({
   // An effect is a few round trips; an attempt lost with a killed worker is retried only once this
   // runs out, so it bounds how late a destroy can be after a crash.
   startToCloseTimeout: '10s',
@@ -52,15 +54,9 @@ export async function userWorkflow(input: UserWorkflowInput): Promise<UserState>
   setHandler(userStateQuery, () => state);
 
   setHandler(connectionUpSignal, (raw) => {
-    const checked = checkSession((raw as { session?: unknown } | null)?.session);
+    const checked = checkConnectionUp(raw, state);
     if (!checked.ok) return drop('connectionUp', checked.field, checked.reason);
-    const session = checked.value;
-    if (raw.connectionId !== session.connectionId)
-      return drop('connectionUp', 'connectionId', 'does not match session.connectionId');
-    if (session.appPid !== appPid) return drop('connectionUp', 'session.appPid', 'belongs to another user workflow');
-    if (!session.user) return drop('connectionUp', 'session.user', 'is required');
-    if (session.user.clientId !== clientId)
-      return drop('connectionUp', 'session.user.clientId', 'belongs to another user workflow');
+    const { session } = checked.value;
     state.counts.ups++;
     const known = state.connections[session.connectionId];
     state.connections[session.connectionId] = {
@@ -73,12 +69,9 @@ export async function userWorkflow(input: UserWorkflowInput): Promise<UserState>
   });
 
   setHandler(connectionDownSignal, (raw) => {
-    const msg = raw as Partial<typeof raw> | null;
-    if (typeof msg?.connectionId !== 'string' || msg.connectionId === '')
-      return drop('connectionDown', 'connectionId', 'must be a non-empty string');
-    if (typeof msg.socketId !== 'string') return drop('connectionDown', 'socketId', 'must be a string');
-    if (msg.source !== DownSource.session && msg.source !== DownSource.sweep)
-      return drop('connectionDown', 'source', 'must be session or sweep');
+    const checked = checkConnectionDown(raw);
+    if (!checked.ok) return drop('connectionDown', checked.field, checked.reason);
+    const msg = checked.value;
     const live = state.connections[msg.connectionId];
     if (live && live.socketId === msg.socketId) {
       delete state.connections[msg.connectionId];

@@ -9,8 +9,8 @@ import {
   type SessionView,
 } from '../../src/client';
 import { HEARTBEAT_KEY } from '../../src/activities/redis-keys';
-import { activeSignal, disconnectedSignal, heartbeatSignal } from '../../src/workflows/messages';
-import { userWorkflowId } from '../../src/workflows/user-messages';
+import { activeSignal, disconnectedSignal, heartbeatSignal } from '../../src/contracts/session';
+import { userWorkflowId } from '../../src/contracts/user';
 import { makeSession, seedApp, seedUser, type startStack } from './stack';
 
 export interface RecordedHistory {

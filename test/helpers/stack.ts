@@ -5,7 +5,7 @@ import { SessionClient, type SessionClientOptions } from '../../src/client';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger } from '../../src/logger';
 import { openResources, type Resources } from '../../src/resources';
-import type { Session } from '../../src/session';
+import type { Session } from '../../src/contracts/session';
 import { createWorker } from '../../src/worker';
 import { randomId } from '../../harness/random-id';
 import { seedApp as insertApp, seedUsers } from '../../harness/seed';

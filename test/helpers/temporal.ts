@@ -3,7 +3,7 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import { quietBundlerLogger } from '../../harness/workflow-bundle';
 import { readToolPaths } from '../../src/dev/environment';
-import { SEARCH_ATTRIBUTES } from '../../src/workflows/search-attributes';
+import { SEARCH_ATTRIBUTES } from '../../src/contracts/search-attributes';
 
 /**
  * Temporal servers for tests, from the tools scripts/tools.sh put in place (no download); when a

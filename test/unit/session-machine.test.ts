@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { DestroyReason, SessionStatus } from '../../src/workflows/messages';
+import { DestroyReason, SessionStatus } from '../../src/contracts/session';
 import { EffectKind, SessionMachine, SOFT_DESTROY_DELAY_MS, type Step } from '../../src/workflows/session/machine';
 import { sessionView } from '../../src/workflows/session/view';
-import type { Session } from '../../src/session';
+import type { Session } from '../../src/contracts/session';
 
 /** Every row of the lifecycle table in docs/design.md, on the pure machine: no server. */
 const IDLE = 30_000;

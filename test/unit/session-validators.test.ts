@@ -3,13 +3,13 @@ import {
   checkActive,
   checkConnectionId,
   checkDisconnected,
-  checkGateway,
   checkGatewayLost,
   checkHeartbeat,
   checkInvalidate,
   checkSession,
-  type Check,
-} from '../../src/session';
+} from '../../src/contracts/session';
+import { checkGateway } from '../../src/contracts/gateway';
+import type { Check } from '../../src/contracts/check';
 
 /**
  * The validators, pure (no server): every rejection names its field and its reason exactly, every

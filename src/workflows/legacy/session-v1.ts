@@ -10,19 +10,23 @@ import {
   sleep,
   upsertSearchAttributes,
   workflowInfo,
+  defineQuery,
 } from '@temporalio/workflow';
-import type { Activities } from '../../activities';
+import type { Check } from '../../contracts/check';
 import {
+  SessionStatus,
+  activeSignal,
   checkActive,
   checkDisconnected,
   checkHeartbeat,
   checkInvalidate,
-  type Check,
+  disconnectedSignal,
+  heartbeatSignal,
+  invalidateSignal,
+  type LegacySessionActivities,
   type Session,
-} from '../../session';
-import { defineQuery } from '@temporalio/workflow';
-import { SessionStatus, activeSignal, disconnectedSignal, heartbeatSignal, invalidateSignal } from '../messages';
-import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from '../search-attributes';
+} from '../../contracts/session';
+import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from '../../contracts/search-attributes';
 import { sessionMetrics } from '../session/metrics';
 
 /**
@@ -76,7 +80,7 @@ const retry = {
   backoffCoefficient: 2,
   maximumInterval: '30s',
 } as const;
-const effects = proxyActivities<Activities>({
+const effects = proxyActivities<LegacySessionActivities>({
   // An effect is a few round trips; an attempt lost with a killed worker is retried only once this
   // runs out, so it bounds how late a destroy can be after a crash.
   startToCloseTimeout: '10s',

@@ -8,7 +8,7 @@ import {
   invalidateSignal,
   stateQuery,
   type SessionView,
-} from '../messages';
+} from '../../contracts/session';
 import type { SessionMachine } from './machine';
 import type { sessionMetrics } from './metrics';
 

@@ -4,11 +4,13 @@ import {
   checkGatewayLost,
   checkHeartbeat,
   checkInvalidate,
-  type Check,
-  type GatewayHolder,
   type Session,
-} from '../../session';
-import { DestroyReason, SessionStatus, type SessionState } from '../messages';
+  DestroyReason,
+  SessionStatus,
+  type SessionState,
+} from '../../contracts/session';
+import type { Check } from '../../contracts/check';
+import type { GatewayHolder } from '../../contracts/gateway';
 
 /**
  * The session lifecycle as a pure state machine (docs/design.md, "Session lifecycle"): the

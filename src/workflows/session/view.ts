@@ -1,4 +1,4 @@
-import { SessionStatus, type SessionState, type SessionView } from '../messages';
+import { SessionStatus, type SessionState, type SessionView } from '../../contracts/session';
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 

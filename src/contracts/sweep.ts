@@ -1,6 +1,8 @@
 import { defineQuery } from '@temporalio/workflow';
 
-/** The schedule that runs the sweep (one per namespace and task queue; see src/sweep-schedule.ts). */
+/** The sweep's contract: its schedule, input, progress and the page activity. */
+
+/** The schedule that runs the sweep (one per namespace and task queue; see src/service/sweep-schedule.ts). */
 export const SWEEP_SCHEDULE_ID = 'tether-sweep';
 
 export interface SweepWorkflowInput {
@@ -47,3 +49,31 @@ export interface SweepProgress {
 }
 
 export const sweepProgressQuery = defineQuery<SweepProgress>('progress');
+
+/** The workflow type `sweepWorkflow`, for the schedule's action. */
+export type SweepWorkflow = (input: SweepWorkflowInput) => Promise<SweepProgress>;
+
+export interface SweepPageInput {
+  cutoff: number;
+  limit: number;
+  concurrency: number;
+  anchor: SweepAnchor | null;
+  appPids?: string[];
+}
+
+export interface SweepPageResult {
+  /** Stale ids read (a page shorter than the limit is the last). */
+  read: number;
+  cleaned: number;
+  skipped: number;
+  ignored: number;
+  failed: number;
+  usersNotified: number;
+  anchor: SweepAnchor | null;
+}
+
+/** The sweep's effect (src/activities/sweep-effects.ts). */
+export interface SweepActivities {
+  /** One page of stale ids after the anchor: live ones refreshed, the rest cleaned. Safe to retry. */
+  sweepPage(input: SweepPageInput): Promise<SweepPageResult>;
+}
