@@ -34,4 +34,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 
 # Node is PID 1 (no npm or shell in between): SIGTERM from `docker stop` reaches the worker itself,
 # so it drains and exits 0. It loads dist/workflows.bundle.js instead of bundling.
-CMD ["node", "dist/worker-main.js"]
+CMD ["node", "dist/service/worker-main.js"]

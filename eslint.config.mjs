@@ -67,8 +67,8 @@ export default tseslint.config(
               message: 'Contracts are the leaf layer: they import only @temporalio/* and each other.',
             },
             {
-              // Every file under src/ but src/dev itself and the dev entry point (npm start, src/main.ts).
-              target: ['./src/!(main).ts', './src/!(dev)/**'],
+              // Every file under src/ but src/dev itself and the dev entry point (npm start, src/service/main.ts).
+              target: ['./src/*.ts', './src/!(dev|service)/**', './src/service/!(main).ts'],
               from: './src/dev',
               message: "src/dev holds npm start's local tools: production code never imports it.",
             },

@@ -13,7 +13,7 @@ import Redis from 'ioredis';
 import { ROOT } from '../harness/root';
 import { NAMESPACE, TemporalDevServer } from '../harness/temporal-server';
 import { loadConfig } from '../src/config';
-import { createPgPool } from '../src/resources';
+import { createPgPool } from '../src/service/resources';
 import type { BenchContext, Figure, Scenario, ScenarioResult } from './lib/context';
 import { Progress } from './lib/progress';
 import { cpuAccount, cpuSnapshot, git, machine, markdownTable, textTable, workerTicks } from './lib/report';

@@ -14,7 +14,7 @@ import { workerEnv } from '../harness/worker-protocol';
 import { keys } from '../src/activities/redis-keys';
 import { SessionClient } from '../src/client';
 import { loadConfig, type Config } from '../src/config';
-import { createPgPool } from '../src/resources';
+import { createPgPool } from '../src/service/resources';
 import { BroadcastRecorder, type Broadcast } from './broadcasts';
 import { count, violate, type App, type ChaosContext, type Scenario, type SeededUser, type Tracked } from './context';
 import { describeStatus, gw, newTracked, type Conn } from './driver';

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import { configFromEnvOrExit } from '../src/config';
-import type { Lifecycle } from '../src/service';
+import type { Lifecycle } from '../src/service/process';
 import type { SessionUser } from '../src/contracts/session';
 import type { DemoClient } from './population';
 
@@ -283,21 +283,23 @@ async function runDemo(life: Lifecycle, webUi: string | undefined, pg: Pool, red
 }
 
 async function main(): Promise<void> {
-  const [{ createLogger }, service, { startLocalStack }, { createPgPool, createRedis }] = await Promise.all([
-    import('../src/logger'),
-    import('../src/service'),
-    import('../src/dev/local-stack'),
-    import('../src/resources'),
-  ]);
+  const [{ createLogger }, { runProcess }, { runWorkerService }, { startLocalStack }, { createPgPool, createRedis }] =
+    await Promise.all([
+      import('../src/logger'),
+      import('../src/service/process'),
+      import('../src/service/worker-service'),
+      import('../src/dev/local-stack'),
+      import('../src/service/resources'),
+    ]);
   const logger = createLogger({ level: config.logLevel, pretty: config.localhost || Boolean(process.stdout.isTTY) });
   mkdirSync(dataDir, { recursive: true });
 
-  service.runProcess(logger, async (life) => {
+  runProcess(logger, async (life) => {
     // Registered first, so it runs last: after the worker, the connections and the dev server.
     life.defer('demo', () => say('stopped'));
     say('starting: local services, a Temporal dev server, the worker (the first run installs what is missing)');
     const local = await startLocalStack(config, logger, life, { dataDir, freshDatabase: true });
-    const worker = service.runWorkerService(config, logger, life, local.prometheusUrl, {
+    const worker = runWorkerService(config, logger, life, local.prometheusUrl, {
       connection: local.connection,
       announce: local.announce,
       searchAttributesKnown: local.started,

@@ -4,7 +4,7 @@
  * generator, or SIGKILLed and started again.
  */
 import { readFileSync } from 'node:fs';
-import { openResources } from '../src/resources';
+import { openResources } from '../src/service/resources';
 import { createWorker } from '../src/worker';
 import { serveWorker } from './worker-process';
 import { BUNDLE_ENV } from './worker-protocol';

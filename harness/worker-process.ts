@@ -9,7 +9,7 @@
 import { DefaultLogger, Runtime, type LogEntry, type NativeConnection, type Worker } from '@temporalio/worker';
 import { loadConfig, type Config } from '../src/config';
 import { createLogger, type Logger } from '../src/logger';
-import { connectTemporal } from '../src/service';
+import { connectTemporal } from '../src/service/connect-temporal';
 import { ThreadHeaps } from './worker-memory';
 import { MEMORY_ENV, type FromChild, type ToChild } from './worker-protocol';
 

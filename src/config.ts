@@ -171,7 +171,7 @@ export function loadConfig(env: Env): Config {
         : false,
       uiPort: int(env, 'TEMPORAL_UI_PORT', 8233, PORT),
     },
-    // The runtime's Prometheus exporter listens on METRICS_PORT + 1 (src/runtime.ts).
+    // The runtime's Prometheus exporter listens on METRICS_PORT + 1 (src/service/runtime.ts).
     metricsPort: int(env, 'METRICS_PORT', 9464, { min: 1, max: 65534 }),
   };
 }

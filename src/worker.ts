@@ -4,7 +4,7 @@ import { createActivities } from './activities';
 import { instrument } from './activities/instrument';
 import type { Config } from './config';
 import type { Logger } from './logger';
-import type { Resources } from './resources';
+import type { Resources } from './service/resources';
 import { temporalConnectionOptions } from './temporal-connection';
 
 export interface CreateWorkerOptions {

@@ -5,7 +5,7 @@ import { createActivities } from '../src/activities';
 import { ROOMS_EXCHANGE, javaStringHash, roomRoutingKey, userRoutingKey } from '../src/activities/routing';
 import type { Config } from '../src/config';
 import { createLogger } from '../src/logger';
-import { openResources, type Resources } from '../src/resources';
+import { openResources, type Resources } from '../src/service/resources';
 import type { Session } from '../src/contracts/session';
 import { waitFor } from './helpers/broadcasts';
 import { makeSession, nanoid, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';

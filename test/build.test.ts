@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { SessionClient } from '../src/client';
-import { openResources, type Resources } from '../src/resources';
+import { openResources, type Resources } from '../src/service/resources';
 import { devServerEnv } from './helpers/temporal';
 import { makeSession, nanoid, seedApp, testConfig } from './helpers/stack';
 import { waitUntil } from './helpers/wait';
@@ -26,7 +26,7 @@ async function freePort(): Promise<number> {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as net.AddressInfo;
     await new Promise((resolve) => server.close(resolve));
-    // The runtime's Prometheus exporter takes port + 1 (src/runtime.ts).
+    // The runtime's Prometheus exporter takes port + 1 (src/service/runtime.ts).
     const next = net.createServer();
     const free = await new Promise<boolean>((resolve) => {
       next.once('error', () => resolve(false));
@@ -55,7 +55,13 @@ describe('npm run build, and the compiled worker and CLI', () => {
   });
 
   test('dist/ holds the compiled entry points and the workflow bundle', () => {
-    for (const file of ['worker-main.js', 'main.js', 'cli.js', 'workflows.bundle.js', 'workflows/index.js']) {
+    for (const file of [
+      'service/worker-main.js',
+      'service/main.js',
+      'cli.js',
+      'workflows.bundle.js',
+      'workflows/index.js',
+    ]) {
       expect({ file, exists: existsSync(path.join(DIST, file)) }).toEqual({ file, exists: true });
     }
   });
@@ -63,7 +69,7 @@ describe('npm run build, and the compiled worker and CLI', () => {
   test('the compiled worker loads the prebuilt bundle, runs a session and drains on SIGTERM', async () => {
     const taskQueue = `tq-build-${nanoid(6)}`;
     const port = await freePort();
-    const child = spawn(process.execPath, [path.join(DIST, 'worker-main.js')], {
+    const child = spawn(process.execPath, [path.join(DIST, 'service', 'worker-main.js')], {
       cwd: ROOT,
       env: {
         PATH: process.env.PATH,

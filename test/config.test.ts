@@ -259,7 +259,7 @@ describe('loadConfig', () => {
   it('npm start exits non-zero at once on a bad variable, naming it', async () => {
     const root = path.resolve(__dirname, '..');
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn('npx', ['tsx', 'src/main.ts'], {
+      const child = spawn('npx', ['tsx', 'src/service/main.ts'], {
         cwd: root,
         env: { ...process.env, WS_IDLE_TIMEOUT_MS: 'abc' },
         stdio: ['ignore', 'ignore', 'pipe'],

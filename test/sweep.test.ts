@@ -3,7 +3,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createActivities } from '../src/activities';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
 import type { Session } from '../src/contracts/session';
-import { ensureSweepSchedule } from '../src/sweep-schedule';
+import { ensureSweepSchedule } from '../src/service/sweep-schedule';
 import { sessionWorkflowId } from '../src/contracts/session';
 import {
   sweepProgressQuery,

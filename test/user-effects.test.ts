@@ -1,7 +1,7 @@
 import { createActivities } from '../src/activities';
 import { edgeProgressKey } from '../src/activities/user-effects';
 import { keys } from '../src/activities/redis-keys';
-import { openResources, type Resources } from '../src/resources';
+import { openResources, type Resources } from '../src/service/resources';
 import { captureUserBroadcasts, waitFor } from './helpers/broadcasts';
 import { makeSession, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';
 

@@ -6,7 +6,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { PoolClient } from 'pg';
 import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
 import { DestroyReason, SessionClient, SessionStatus, sessionWorkflowId, type SessionView } from '../src/client';
-import { openResources, type Resources } from '../src/resources';
+import { openResources, type Resources } from '../src/service/resources';
 import type { Session } from '../src/contracts/session';
 import { SessionStatusKey } from '../src/contracts/search-attributes';
 import { devServerEnv } from './helpers/temporal';
@@ -14,7 +14,7 @@ import { makeSession, nanoid, seedApp, testConfig } from './helpers/stack';
 import { waitUntil, withTimeout } from './helpers/wait';
 
 /**
- * The real worker entry (`node --import tsx src/worker-main.ts`, what `npm run worker` and the Docker
+ * The real worker entry (`node --import tsx src/service/worker-main.ts`, what `npm run worker` and the Docker
  * image run)
  * as a child process against a dev server: its health endpoints scraped, then a SIGTERM while
  * destroy activities are in flight, and a fresh worker that finishes every session.
@@ -66,7 +66,7 @@ interface WorkerChild {
   killGroup(): void;
 }
 
-describe('worker process (node --import tsx src/worker-main.ts, dev server)', () => {
+describe('worker process (node --import tsx src/service/worker-main.ts, dev server)', () => {
   let env: TestWorkflowEnvironment;
   let resources: Resources;
   let sessions: SessionClient;
@@ -94,7 +94,7 @@ describe('worker process (node --import tsx src/worker-main.ts, dev server)', ()
 
   /** The worker entry in its own process group, with the test's configuration. */
   function startWorker(): WorkerChild {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/worker-main.ts'], {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/service/worker-main.ts'], {
       cwd: ROOT,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],

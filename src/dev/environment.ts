@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Config } from '../config';
-import { createPgPool } from '../resources';
+import { createPgPool } from '../service/resources';
 import { migrate } from '../db/migrate';
 
 const run = promisify(execFile);

@@ -4,7 +4,7 @@ import type { Worker } from '@temporalio/worker';
 import { SessionClient, type SessionClientOptions } from '../../src/client';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger } from '../../src/logger';
-import { openResources, type Resources } from '../../src/resources';
+import { openResources, type Resources } from '../../src/service/resources';
 import type { Session } from '../../src/contracts/session';
 import { createWorker } from '../../src/worker';
 import { randomId } from '../../harness/random-id';

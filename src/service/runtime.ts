@@ -1,6 +1,6 @@
 import { DefaultLogger, Runtime, type LogEntry } from '@temporalio/worker';
-import type { Config } from './config';
-import type { Logger } from './logger';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
 
 /**
  * Installs the Temporal runtime once per process, before any worker or connection: its own logs

@@ -3,21 +3,23 @@
  * Redis/Postgres/RabbitMQ (production, docker-compose). Applies pending migrations first (they
  * only create what is absent, under a lock). Same shutdown as `npm start`.
  */
-import { configFromEnvOrExit } from './config';
+import { configFromEnvOrExit } from '../config';
 
 const config = configFromEnvOrExit();
 
 async function main(): Promise<void> {
-  const [{ createLogger }, { installRuntime }, service, { createPgPool }, { migrate }] = await Promise.all([
-    import('./logger'),
-    import('./runtime'),
-    import('./service'),
-    import('./resources'),
-    import('./db/migrate'),
-  ]);
+  const [{ createLogger }, { installRuntime }, { runProcess }, { runWorkerService }, { createPgPool }, { migrate }] =
+    await Promise.all([
+      import('../logger'),
+      import('./runtime'),
+      import('./process'),
+      import('./worker-service'),
+      import('./resources'),
+      import('../db/migrate'),
+    ]);
   const logger = createLogger({ level: config.logLevel, pretty: config.localhost });
 
-  service.runProcess(logger, async (life) => {
+  runProcess(logger, async (life) => {
     const pool = createPgPool(config);
     try {
       const applied = await migrate(pool);
@@ -27,7 +29,7 @@ async function main(): Promise<void> {
     }
     life.signal.throwIfAborted();
     const { prometheusUrl } = installRuntime(config, logger);
-    await service.runWorkerService(config, logger, life, prometheusUrl);
+    await runWorkerService(config, logger, life, prometheusUrl);
   });
 }
 

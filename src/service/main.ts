@@ -4,22 +4,23 @@
  * another host (src/dev/local-stack.ts), then the worker. Ctrl-C stops the worker gracefully, then
  * what this process started.
  */
-import { configFromEnvOrExit } from './config';
+import { configFromEnvOrExit } from '../config';
 
 // Before anything slow: a bad variable fails in well under a second.
 const config = configFromEnvOrExit();
 
 async function main(): Promise<void> {
-  const [{ createLogger }, service, { startLocalStack }] = await Promise.all([
-    import('./logger'),
-    import('./service'),
-    import('./dev/local-stack'),
+  const [{ createLogger }, { runProcess }, { runWorkerService }, { startLocalStack }] = await Promise.all([
+    import('../logger'),
+    import('./process'),
+    import('./worker-service'),
+    import('../dev/local-stack'),
   ]);
   const logger = createLogger({ level: config.logLevel, pretty: config.localhost || Boolean(process.stdout.isTTY) });
 
-  service.runProcess(logger, async (life) => {
+  runProcess(logger, async (life) => {
     const local = await startLocalStack(config, logger, life);
-    await service.runWorkerService(config, logger, life, local.prometheusUrl, {
+    await runWorkerService(config, logger, life, local.prometheusUrl, {
       connection: local.connection,
       announce: local.announce,
       searchAttributesKnown: local.started,

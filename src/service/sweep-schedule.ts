@@ -1,6 +1,6 @@
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
-import type { Config } from './config';
-import { SWEEP_SCHEDULE_ID, type SweepWorkflow, type SweepWorkflowInput } from './contracts/sweep';
+import type { Config } from '../config';
+import { SWEEP_SCHEDULE_ID, type SweepWorkflow, type SweepWorkflowInput } from '../contracts/sweep';
 
 export interface SweepScheduleOptions {
   /** Default `tether-sweep:{taskQueue}`: one schedule per deployment (task queue) in a namespace. */
