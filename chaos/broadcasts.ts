@@ -1,5 +1,5 @@
 import amqp from 'amqplib';
-import { ROOMS_EXCHANGE } from '../src/activities/routing';
+import { ROOMS_EXCHANGE } from '../src/stores/amqp/routing';
 import type { Config } from '../src/config';
 
 export interface Broadcast {

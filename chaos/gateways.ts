@@ -1,5 +1,5 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
+import { HEARTBEAT_KEY, keys } from '../src/stores/redis/keys';
 import { SessionClient } from '../src/client';
 import { gatewayStateQuery, gatewayWorkflowId, renewLeaseSignal } from '../src/contracts/gateway';
 import { DestroyReason, sessionWorkflowId, type SessionView } from '../src/contracts/session';

@@ -11,7 +11,7 @@ import { sleep } from '../harness/sleep';
 import { NAMESPACE, TemporalDevServer } from '../harness/temporal-server';
 import { writeWorkflowBundle } from '../harness/workflow-bundle';
 import { workerEnv } from '../harness/worker-protocol';
-import { keys } from '../src/activities/redis-keys';
+import { keys } from '../src/stores/redis/keys';
 import { SessionClient } from '../src/client';
 import { loadConfig, type Config } from '../src/config';
 import { createPgPool } from '../src/service/resources';

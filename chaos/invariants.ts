@@ -1,8 +1,7 @@
 import { WorkflowNotFoundError, type WorkflowExecutionInfo } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
-import { offlineOwedKey } from '../src/activities/user-effects';
+import { HEARTBEAT_KEY, keys } from '../src/stores/redis/keys';
 import type { SessionView as SessionState } from '../src/contracts/session';
 import type { UserState } from '../src/contracts/user';
 import type { Broadcast } from './broadcasts';
@@ -380,7 +379,7 @@ export async function checkUsers(
     const [online, conns, owed] = await Promise.all([
       ctx.redis.hget(keys.usersOnline(appPid), user.clientId),
       ctx.redis.exists(keys.clientConnections(appPid, user.clientId)),
-      ctx.redis.exists(offlineOwedKey(appPid, user.clientId)),
+      ctx.redis.exists(keys.offlineOwed(appPid, user.clientId)),
     ]);
     const db = await ctx.pg.query<{ isOnline: boolean | null }>(
       'SELECT "isOnline" FROM authentication_users WHERE id = $1',

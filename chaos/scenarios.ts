@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { keys } from '../src/activities/redis-keys';
+import { keys } from '../src/stores/redis/keys';
 import { ConnectionOwnershipError, HeartbeatOutcome, InvalidSessionInputError } from '../src/client';
 import { count, violate, type ChaosContext, type Scenario, type Tracked } from './context';
 import { Conn, SOFT_MS, awaitClosed, describeStatus, gw, newTracked, queryState, type SessionShape } from './driver';

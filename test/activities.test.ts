@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import amqp from 'amqplib';
 import { createActivities } from '../src/activities';
-import { ROOMS_EXCHANGE, javaStringHash, roomRoutingKey, userRoutingKey } from '../src/activities/routing';
+import { ROOMS_EXCHANGE, javaStringHash, roomRoutingKey, userRoutingKey } from '../src/stores/amqp/routing';
 import type { Config } from '../src/config';
 import { createLogger } from '../src/logger';
 import { openResources, type Resources } from '../src/service/resources';
@@ -13,7 +13,7 @@ import { makeSession, nanoid, seedApp, seedUser, testConfig, testLogger } from '
 /**
  * The activities against the real Redis, Postgres and RabbitMQ, called as plain functions (no
  * Temporal). Keys, TTLs, rows and messages are written out literally from the contract
- * (docs/contract.md §4–§6), not taken from src/activities/redis-keys.ts, so that a
+ * (docs/contract.md §4–§6), not taken from src/stores/redis/keys.ts, so that a
  * wrong key in the implementation fails here. Every id is random: other tests share the services.
  */
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import WebSocket from 'ws';
 import { startGateway, type Gateway, type WelcomeMessage } from '../examples/gateway';
-import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
+import { HEARTBEAT_KEY, keys } from '../src/stores/redis/keys';
 import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionClient, type SessionView } from '../src/client';
 import { devServerEnv } from './helpers/temporal';
 import { nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';

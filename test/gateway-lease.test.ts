@@ -11,7 +11,7 @@ import {
   type SessionClientOptions,
   type SessionView,
 } from '../src/client';
-import { keys } from '../src/activities/redis-keys';
+import { keys } from '../src/stores/redis/keys';
 import { gatewayStateQuery, renewLeaseSignal } from '../src/contracts/gateway';
 import type { Session } from '../src/contracts/session';
 import { makeSession, seedApp, startStack, testConfig } from './helpers/stack';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { ConnectionOwnershipError, SessionStatus, sessionWorkflowId, type SessionView } from '../src/client';
-import { keys } from '../src/activities/redis-keys';
+import { keys } from '../src/stores/redis/keys';
 import type { Session } from '../src/contracts/session';
 import { activeSignal } from '../src/contracts/session';
 import { waitFor } from './helpers/broadcasts';

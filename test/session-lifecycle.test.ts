@@ -8,7 +8,7 @@ import {
   type SessionClientOptions,
   type SessionView,
 } from '../src/client';
-import { keys } from '../src/activities/redis-keys';
+import { keys } from '../src/stores/redis/keys';
 import { activeSignal, disconnectedSignal, gatewayLostSignal, heartbeatSignal } from '../src/contracts/session';
 import type { Session } from '../src/contracts/session';
 import { createWorker } from '../src/worker';

@@ -3,7 +3,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionClient, type SessionView } from '../src/client';
 import { createActivities, type Activities } from '../src/activities';
-import { keys } from '../src/activities/redis-keys';
+import { keys } from '../src/stores/redis/keys';
 import { userStateQuery, userWorkflowId } from '../src/contracts/user';
 import type { Session } from '../src/contracts/session';
 import { makeSession, seedApp, seedUser, startStack, testConfig, testLogger } from './helpers/stack';

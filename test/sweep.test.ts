@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { createActivities } from '../src/activities';
-import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
+import { HEARTBEAT_KEY, keys } from '../src/stores/redis/keys';
 import type { Session } from '../src/contracts/session';
 import { ensureSweepSchedule } from '../src/service/sweep-schedule';
 import { sessionWorkflowId } from '../src/contracts/session';

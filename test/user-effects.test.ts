@@ -1,6 +1,5 @@
 import { createActivities } from '../src/activities';
-import { edgeProgressKey } from '../src/activities/user-effects';
-import { keys } from '../src/activities/redis-keys';
+import { keys } from '../src/stores/redis/keys';
 import { openResources, type Resources } from '../src/service/resources';
 import { captureUserBroadcasts, waitFor } from './helpers/broadcasts';
 import { makeSession, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';
@@ -27,7 +26,7 @@ describe('user edge broadcasts under retry', () => {
     const session = makeSession(appPid, { clientId: user.clientId, user });
     const capture = await captureUserBroadcasts(config, user.clientId);
     const edge = `run-${session.connectionId}:0`;
-    await preset(edgeProgressKey(appPid, user.clientId), edge);
+    await preset(keys.edgeProgress(appPid, user.clientId), edge);
     const input = { appPid, clientId: user.clientId, user, session, connections: { [session.connectionId]: 1 }, edge };
     return { capture, input, appPid, user };
   }
@@ -58,7 +57,7 @@ describe('user edge broadcasts under retry', () => {
     try {
       await activities.userOnline(input);
       // A crash after the broker's confirms and before the progress writes: the retry sends both again.
-      await resources.redis.del(edgeProgressKey(appPid, user.clientId));
+      await resources.redis.del(keys.edgeProgress(appPid, user.clientId));
       await activities.userOnline(input);
       await waitFor(
         'both messages twice',
@@ -70,7 +69,7 @@ describe('user edge broadcasts under retry', () => {
     } finally {
       await capture.close();
       await resources.redis.del(
-        edgeProgressKey(appPid, user.clientId),
+        keys.edgeProgress(appPid, user.clientId),
         keys.usersOnline(appPid),
         keys.clientConnections(appPid, user.clientId),
       );
@@ -91,7 +90,7 @@ describe('user edge broadcasts under retry', () => {
       expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
     } finally {
       await capture.close();
-      await resources.redis.del(edgeProgressKey(appPid, user.clientId));
+      await resources.redis.del(keys.edgeProgress(appPid, user.clientId));
     }
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { keys } from '../src/activities/redis-keys';
+import { keys } from '../src/stores/redis/keys';
 import { openResources, type Resources } from '../src/service/resources';
 import type { Session } from '../src/contracts/session';
 import { createWorker } from '../src/worker';

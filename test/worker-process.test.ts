@@ -4,7 +4,7 @@ import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { PoolClient } from 'pg';
-import { HEARTBEAT_KEY, keys } from '../src/activities/redis-keys';
+import { HEARTBEAT_KEY, keys } from '../src/stores/redis/keys';
 import { DestroyReason, SessionClient, SessionStatus, sessionWorkflowId, type SessionView } from '../src/client';
 import { openResources, type Resources } from '../src/service/resources';
 import type { Session } from '../src/contracts/session';

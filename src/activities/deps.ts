@@ -3,7 +3,7 @@ import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import type { AmqpPublisher } from './amqp-publisher';
+import type { AmqpPublisher } from '../stores/amqp/publisher';
 
 /** What the activity factories are built from: the worker's clients and settings. */
 export interface ActivityDeps {

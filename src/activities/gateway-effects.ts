@@ -3,17 +3,17 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { GatewayActivities } from '../contracts/gateway';
 import { gatewayLostSignal, sessionWorkflowId } from '../contracts/session';
 import type { ActivityDeps } from './deps';
-import type { RedisEffects } from './redis-effects';
+import type { GatewayIndex } from '../stores/redis/gateway-index';
 
 /** A lost gateway's sessions are told in parallel, but never faster than this (the server's share). */
 export const FAN_OUT = { concurrency: 50, perSecond: 500 } as const;
 
-export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEffects }): GatewayActivities {
-  const { redisFx, logger } = deps;
+export function createGatewayActivities(deps: ActivityDeps & { index: GatewayIndex }): GatewayActivities {
+  const { index, logger } = deps;
 
   return {
     async refreshGatewayMarkers({ holder, at }) {
-      return { refreshed: await redisFx.refreshHeld(holder, at) };
+      return { refreshed: await index.refresh(holder, at) };
     },
 
     /**
@@ -26,7 +26,7 @@ export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEff
       const client = deps.temporal;
       const ctx = Context.current();
       const from = typeof ctx.info.heartbeatDetails === 'string' ? ctx.info.heartbeatDetails : '0';
-      await redisFx.markLost(holder);
+      await index.markLost(holder);
       let signalled = 0;
       const started = Date.now();
       const tell = async (cid: string) => {
@@ -39,7 +39,7 @@ export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEff
           if (!(err instanceof WorkflowNotFoundError)) throw err;
         }
       };
-      for await (const page of redisFx.scanIndex(holder, from)) {
+      for await (const page of index.scan(holder, from)) {
         let next = 0;
         const worker = async () => {
           while (next < page.length) {
@@ -53,7 +53,7 @@ export function createGatewayActivities(deps: ActivityDeps & { redisFx: RedisEff
         await Promise.all(Array.from({ length: Math.min(FAN_OUT.concurrency, page.length) }, worker));
         ctx.heartbeat(page.next);
       }
-      await redisFx.deleteIndex(holder);
+      await index.delete(holder);
       logger.info('gateway lost: sessions told', { ...holder, signalled });
       return { signalled };
     },

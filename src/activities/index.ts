@@ -3,10 +3,11 @@ import type { GatewayActivities } from '../contracts/gateway';
 import type { LegacySessionActivities, PresenceResult, Session, SessionActivities } from '../contracts/session';
 import type { SweepActivities } from '../contracts/sweep';
 import type { UserActivities } from '../contracts/user';
-import { presenceLeave } from './broadcasts';
+import { presenceLeave } from '../stores/amqp/broadcasts';
+import { PgStore, UnknownApplicationError } from '../stores/postgres';
+import { GatewayIndex } from '../stores/redis/gateway-index';
+import { SessionStore } from '../stores/redis/session-store';
 import type { ActivityDeps } from './deps';
-import { PgEffects, UnknownApplicationError } from './pg-effects';
-import { RedisEffects } from './redis-effects';
 import { createGatewayActivities } from './gateway-effects';
 import { createSweepActivities } from './sweep-effects';
 import { createUserActivities } from './user-effects';
@@ -17,8 +18,9 @@ import { createUserActivities } from './user-effects';
  */
 export function createActivities(deps: ActivityDeps): Activities {
   const { redis, pg, amqp, config, logger } = deps;
-  const redisFx = new RedisEffects(redis, config.idleTimeoutMs);
-  const pgFx = new PgEffects(pg);
+  const store = new SessionStore(redis, config.idleTimeoutMs);
+  const index = new GatewayIndex(redis, config.idleTimeoutMs);
+  const pgFx = new PgStore(pg);
   const log = (session: Pick<Session, 'connectionId' | 'appPid'>) =>
     logger.child({
       connectionId: session.connectionId,
@@ -31,7 +33,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     closingSocketId: string,
     broadcast: boolean,
   ): Promise<PresenceResult> {
-    const rooms = await redisFx.removePresence(session.connectionId, closingSocketId);
+    const rooms = await store.removePresence(session.connectionId, closingSocketId);
     if (rooms === null) return { skipped: true, rooms: [] };
     if (broadcast) {
       const now = new Date();
@@ -40,14 +42,14 @@ export function createActivities(deps: ActivityDeps): Activities {
         await amqp.publish(message.routingKey, message.body);
       }
     }
-    await redisFx.leaveBroadcastsDone(session.connectionId);
+    await store.leaveBroadcastsDone(session.connectionId);
     return { skipped: false, rooms };
   }
 
   const users = createUserActivities(deps);
   const v1: Omit<LegacySessionActivities, 'signalUserConnectionUp' | 'signalUserConnectionDown'> = {
     async markSessionLive({ session, at }) {
-      await redisFx.markLive(session, at);
+      await store.markLive(session, at);
     },
 
     async recordConnectionEvent({ session, type, at }) {
@@ -85,7 +87,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     async destroySession({ session, closingSocketId }) {
       const presence = await removePresence(session, closingSocketId, true);
       if (presence.skipped) return { skipped: true, rooms: [], keysDeleted: 0 };
-      const keysDeleted = await redisFx.purge(session.connectionId, closingSocketId);
+      const keysDeleted = await store.purge(session.connectionId, closingSocketId);
       if (keysDeleted === null) return { skipped: true, rooms: presence.rooms, keysDeleted: 0 };
       await pgFx.markDisconnected(session.connectionId);
       log(session).info('session destroyed', {
@@ -98,7 +100,7 @@ export function createActivities(deps: ActivityDeps): Activities {
 
   const session: SessionActivities = {
     async connectSession(input) {
-      const { holderLost } = await redisFx.markLiveHeld(input.session, input.at, input.holder, input.previousHolder);
+      const { holderLost } = await index.enter(input.session, input.at, input.holder, input.previousHolder);
       if (holderLost) return { holderLost };
       await v1.recordConnectionEvent({ session: input.session, type: 'connect', at: input.at });
       await users.signalUserConnectionUp({ session: input.session });
@@ -106,7 +108,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     },
 
     async closeSession(input) {
-      if (input.holder) await redisFx.leaveIndex(input.session.connectionId, input.holder);
+      if (input.holder) await index.leave(input.session.connectionId, input.holder);
       await v1.recordConnectionEvent({ session: input.session, type: 'disconnect', at: input.at });
     },
 
@@ -117,14 +119,14 @@ export function createActivities(deps: ActivityDeps): Activities {
     },
 
     async hardDestroySession(input) {
-      if (input.holder) await redisFx.leaveIndex(input.session.connectionId, input.holder);
+      if (input.holder) await index.leave(input.session.connectionId, input.holder);
       return v1.destroySession(input);
     },
   };
 
   return {
     ...session,
-    ...createGatewayActivities({ ...deps, redisFx }),
+    ...createGatewayActivities({ ...deps, index }),
     // 0.1's session activities: runs of the 0.1 workflow still call them until they drain.
     ...v1,
     ...users,

@@ -12,35 +12,12 @@ import {
   type UserWorkflow,
 } from '../contracts/user';
 import { AppPidKey, ClientIdKey } from '../contracts/search-attributes';
-import { userStatus } from './broadcasts';
+import { userStatus } from '../stores/amqp/broadcasts';
+import { PgStore } from '../stores/postgres';
+import { UserStore } from '../stores/redis/user-store';
 import type { ActivityDeps } from './deps';
-import { PgEffects } from './pg-effects';
-import { keys } from './redis-keys';
-
-/** Ours: how far the broadcasts of the user's latest edge got (`{edge}|{count}`), so a retry resumes. */
-export const edgeProgressKey = (appPid: string, clientId: string) => `client:${appPid}:${clientId}:edge-published`;
-// Longer than any retry of the edge's activity; the key then expires by itself.
-const EDGE_PROGRESS_TTL_S = 3600;
-
-/** Ours: the user's offline broadcast is owed (set and cleared by the sweep's legacy path). */
-export const offlineOwedKey = (appPid: string, clientId: string) => `client:${appPid}:${clientId}:offline-owed`;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-// KEYS: user's connections hash, users online hash, owed key. ARGV: clientId, connectionIds...
-// Removes the connections; when none is left, takes the user offline in Redis and remembers the
-// owed broadcast (so that a retry after a crash still sends it). Returns the owed user JSON or nil.
-const ORPHANS_GONE = `
-for i = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
-if redis.call('HLEN', KEYS[1]) == 0 then
-  local u = redis.call('HGET', KEYS[2], ARGV[1])
-  if u then
-    redis.call('SET', KEYS[3], u)
-    redis.call('HDEL', KEYS[2], ARGV[1])
-  end
-end
-return redis.call('GET', KEYS[3])
-`;
 
 function temporalOf(deps: ActivityDeps): Client {
   if (!deps.temporal) throw new Error('no Temporal client in the activity dependencies: cannot signal user workflows');
@@ -109,7 +86,8 @@ export function createUserActivities(
   deps: ActivityDeps,
 ): UserActivities & Pick<LegacySessionActivities, 'signalUserConnectionUp' | 'signalUserConnectionDown'> {
   const { redis, pg, amqp, config, logger } = deps;
-  const pgFx = new PgEffects(pg);
+  const pgFx = new PgStore(pg);
+  const users = new UserStore(redis);
   const queueCount = config.rabbitmq.queueCount;
 
   /**
@@ -126,14 +104,12 @@ export function createUserActivities(
     now: Date,
     edge?: string,
   ): Promise<void> {
-    const progressKey = edgeProgressKey(appPid, user.clientId);
-    const [doneEdge, doneCount] = edge ? ((await redis.get(progressKey)) ?? '').split('|') : [];
-    const done = edge && doneEdge === edge ? Number(doneCount) || 0 : 0;
+    const done = edge ? await users.edgeProgress(appPid, user.clientId, edge) : 0;
     const messages = userStatus(user, session, isOnline, queueCount, now);
     for (const [i, message] of messages.entries()) {
       if (i < done) continue;
       await amqp.publish(message.routingKey, message.body, edge ? { messageId: `${edge}:${i}` } : {});
-      if (edge) await redis.set(progressKey, `${edge}|${i + 1}`, 'EX', EDGE_PROGRESS_TTL_S);
+      if (edge) await users.recordEdgeProgress(appPid, user.clientId, edge, i + 1);
     }
   }
 
@@ -158,25 +134,15 @@ export function createUserActivities(
     async userOnline({ appPid, clientId, user, session, connections, edge }) {
       const now = new Date();
       await pgFx.setUserOnline(user.id, true, now);
-      const online = JSON.stringify({ ...user, isOnline: true, lastOnline: now.toISOString() });
-      const tx = redis.multi().hset(keys.usersOnline(appPid), clientId, online);
-      const fields = Object.entries(connections).flatMap(([cid, ms]) => [cid, String(ms)]);
-      if (fields.length > 0) tx.hset(keys.clientConnections(appPid, clientId), ...fields);
-      throwOnFailure(await tx.exec());
+      await users.setOnline(appPid, clientId, { ...user, isOnline: true, lastOnline: now.toISOString() }, connections);
       await publishStatus(appPid, user, session, true, now, edge);
-      logger.info('user online', { appPid, clientId, connections: fields.length / 2 });
+      logger.info('user online', { appPid, clientId, connections: Object.keys(connections).length });
     },
 
     /** Online→offline: users online, the user's connections, DB, then connection:status + disconnect. */
     async userOffline({ appPid, clientId, user, session, edge }) {
       const now = new Date();
-      throwOnFailure(
-        await redis
-          .multi()
-          .hdel(keys.usersOnline(appPid), clientId)
-          .del(keys.clientConnections(appPid, clientId))
-          .exec(),
-      );
+      await users.setOffline(appPid, clientId);
       await pgFx.setUserOnline(user.id, false, now);
       await publishStatus(appPid, user, session, false, now, edge);
       logger.info('user offline', { appPid, clientId });
@@ -184,12 +150,7 @@ export function createUserActivities(
 
     /** While online: connections that came up are added, those gone are removed ("Connection gone"). */
     async syncUserConnections({ appPid, clientId, add, remove }) {
-      const key = keys.clientConnections(appPid, clientId);
-      const fields = Object.entries(add).flatMap(([cid, ms]) => [cid, String(ms)]);
-      const tx = redis.multi();
-      if (remove.length > 0) tx.hdel(key, ...remove);
-      if (fields.length > 0) tx.hset(key, ...fields);
-      throwOnFailure(await tx.exec());
+      await users.syncConnections(appPid, clientId, add, remove);
     },
 
     /**
@@ -198,16 +159,7 @@ export function createUserActivities(
      * still has the user online, the user goes offline (DB and broadcast included).
      */
     async userOrphansGone({ appPid, clientId, connectionIds }) {
-      const owedKey = offlineOwedKey(appPid, clientId);
-      const owed = (await redis.eval(
-        ORPHANS_GONE,
-        3,
-        keys.clientConnections(appPid, clientId),
-        keys.usersOnline(appPid),
-        owedKey,
-        clientId,
-        ...connectionIds,
-      )) as string | null;
+      const owed = await users.orphansGone(appPid, clientId, connectionIds);
       if (owed === null) return { wentOffline: false };
       let user: SessionUser;
       try {
@@ -218,7 +170,7 @@ export function createUserActivities(
       const now = new Date();
       if (typeof user.id === 'string' && UUID.test(user.id)) await pgFx.setUserOnline(user.id, false, now);
       await publishStatus(appPid, user, await legacySession(appPid, clientId, connectionIds, user), false, now);
-      await redis.del(owedKey);
+      await users.offlineSent(appPid, clientId);
       logger.info('legacy user offline', { appPid, clientId });
       return { wentOffline: true };
     },
@@ -231,19 +183,7 @@ export function createUserActivities(
     connectionIds: string[],
     user: SessionUser,
   ): Promise<Session> {
-    const { rows } = await pg.query<{
-      uid: string;
-      appId: string | null;
-      keyId: string | null;
-      clientId: string | null;
-      connectionId: string;
-      socketId: string | null;
-    }>(
-      `SELECT uid, "appId", "keyId", "clientId", "connectionId", "socketId" FROM sessions
-       WHERE "connectionId" = ANY($1) ORDER BY "updatedAt" DESC LIMIT 1`,
-      [connectionIds],
-    );
-    const row = rows[0];
+    const row = await pgFx.latestSession(connectionIds);
     const session: Session = {
       uid: row?.uid ?? clientId,
       appPid,
@@ -256,9 +196,4 @@ export function createUserActivities(
     if (row?.appId) session.appId = row.appId;
     return session;
   }
-}
-
-function throwOnFailure(results: [Error | null, unknown][] | null): void {
-  if (!results) throw new Error('redis transaction aborted');
-  for (const [err] of results) if (err) throw err;
 }

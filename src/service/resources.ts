@@ -2,7 +2,7 @@ import Redis from 'ioredis';
 import { Pool } from 'pg';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import { AmqpPublisher } from '../activities/amqp-publisher';
+import { AmqpPublisher } from '../stores/amqp/publisher';
 
 /** Clients of the backing services, built from config; the worker owns and closes them. */
 /**

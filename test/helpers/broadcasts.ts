@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import amqp from 'amqplib';
-import { ROOMS_EXCHANGE } from '../../src/activities/routing';
+import { ROOMS_EXCHANGE } from '../../src/stores/amqp/routing';
 import type { Config } from '../../src/config';
 import { expectedUserRoutingKey } from './routing';
 

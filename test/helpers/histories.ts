@@ -8,7 +8,7 @@ import {
   type SessionClient,
   type SessionView,
 } from '../../src/client';
-import { HEARTBEAT_KEY } from '../../src/activities/redis-keys';
+import { HEARTBEAT_KEY } from '../../src/stores/redis/keys';
 import { activeSignal, disconnectedSignal, heartbeatSignal } from '../../src/contracts/session';
 import { userWorkflowId } from '../../src/contracts/user';
 import { makeSession, seedApp, seedUser, type startStack } from './stack';

@@ -1,6 +1,6 @@
 /**
  * The gateway's RabbitMQ routing (contract §6), computed here independently of
- * src/activities/routing.ts so that tests check the implementation against the contract, not
+ * src/stores/amqp/routing.ts so that tests check the implementation against the contract, not
  * against itself: Java's String.hashCode (s[0]·31^(n-1) + … + s[n-1], UTF-16 code units, in 32-bit
  * two's complement) done in BigInt arithmetic, and the bucket ((h % n) + n) % n.
  */

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { ROOMS_EXCHANGE, javaStringHash, roomRoutingKey, userRoutingKey } from '../../src/activities/routing';
+import { ROOMS_EXCHANGE, javaStringHash, roomRoutingKey, userRoutingKey } from '../../src/stores/amqp/routing';
 import { expectedRoomRoutingKey, expectedUserRoutingKey, javaHashCode } from '../helpers/routing';
 
 /**

@@ -8,8 +8,8 @@ export class UnknownApplicationError extends Error {
   }
 }
 
-/** The Postgres side of the contract (§5). */
-export class PgEffects {
+/** The Postgres side of the contract: sessions, connections and authentication_users rows. */
+export class PgStore {
   constructor(private readonly pool: Pool) {}
 
   /**
@@ -87,6 +87,36 @@ export class PgEffects {
       isOnline,
       at,
     ]);
+  }
+
+  /** Who a connection belonged to: its latest session row and the socket of its connect row. */
+  async connectionOwner(
+    connectionId: string,
+  ): Promise<{ appPid: string; clientId: string | null; socketId: string | null } | undefined> {
+    const { rows } = await this.pool.query<{ appPid: string; clientId: string | null; socketId: string | null }>(
+      `SELECT s."appPid", s."clientId", c."socketId" FROM sessions s
+       LEFT JOIN connections c ON c."connectionId" = s."connectionId" AND c."connectionEventType" = 'connect'
+       WHERE s."connectionId" = $1 ORDER BY s."updatedAt" DESC LIMIT 1`,
+      [connectionId],
+    );
+    return rows[0];
+  }
+
+  /** The latest stored session row of these connections. */
+  async latestSession(connectionIds: string[]) {
+    const { rows } = await this.pool.query<{
+      uid: string;
+      appId: string | null;
+      keyId: string | null;
+      clientId: string | null;
+      connectionId: string;
+      socketId: string | null;
+    }>(
+      `SELECT uid, "appId", "keyId", "clientId", "connectionId", "socketId" FROM sessions
+       WHERE "connectionId" = ANY($1) ORDER BY "updatedAt" DESC LIMIT 1`,
+      [connectionIds],
+    );
+    return rows[0];
   }
 
   private async transaction<T>(fn: (db: PoolClient) => Promise<T>): Promise<T> {

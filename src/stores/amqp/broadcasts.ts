@@ -1,4 +1,4 @@
-import type { Session, SessionUser } from '../contracts/session';
+import type { Session, SessionUser } from '../../contracts/session';
 import { roomRoutingKey, userRoutingKey } from './routing';
 
 /** AMQP messages of the contract (§6): what the gateway fans out to subscribed sockets. */
