@@ -495,6 +495,96 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
       }
     });
 
+    /** The real publisher, held before each publish until `open()` (or failing from a given publish). */
+    function heldPublisher(failFrom = Infinity) {
+      let open: () => void = () => undefined;
+      const opened = new Promise<void>((r) => (open = r));
+      let calls = 0;
+      const publisher = Object.create(resources.amqp) as Resources['amqp'];
+      publisher.publish = async (routingKey, body, opts) => {
+        if (++calls >= failFrom) throw new Error('broker gone');
+        await opened;
+        return resources.amqp.publish(routingKey, body, opts);
+      };
+      return { publisher, open };
+    }
+
+    it('two attempts at once publish each leave once: the second waits while the first holds the claim', async () => {
+      const appPid = await app();
+      const session = await userSession(appPid);
+      const cid = session.connectionId;
+      const rooms = [ROOM1, CHAT].map((r) => `${appPid}:${r.roomId}`);
+      await seedConnection(session, { rooms, presenceRooms: rooms, users: [] });
+      const claim = `tether:connection:${cid}:presence-leave-claim`;
+      track(claim);
+      // Both rooms route to bucket 14.
+      const capture = await captureRoutingKeys(config, [`$$:${appPid}:${ROOM1.bucket}`]);
+      try {
+        // The first attempt (a local activity past its budget, say) is stuck on the broker.
+        const held = heldPublisher();
+        const stuck = createActivities({ ...resources, amqp: held.publisher, config, logger: testLogger });
+        const first = stuck.removeSessionPresence({ session, closingSocketId: session.socketId });
+        await waitFor(
+          'the first attempt claims the leaves',
+          () => redis().exists(claim),
+          (n) => n === 1,
+        );
+        await expect(activities.removeSessionPresence({ session, closingSocketId: session.socketId })).rejects.toThrow(
+          /being published by another attempt/,
+        );
+        held.open();
+        expect([...(await first).rooms].sort()).toEqual([...rooms].sort());
+        expect(await redis().exists(claim)).toBe(0);
+        // The retry of the second finds nothing owed.
+        expect(await activities.removeSessionPresence({ session, closingSocketId: session.socketId })).toEqual({
+          skipped: false,
+          rooms: [],
+        });
+        await drain(capture, `$$:${appPid}:${ROOM1.bucket}`);
+        expect(
+          capture
+            .broadcasts()
+            .map((m) => m.body.nspRoomId)
+            .sort(),
+        ).toEqual([...rooms].sort());
+      } finally {
+        await capture.close();
+      }
+    });
+
+    it('an attempt that fails midway releases its claim and leaves owed only what it did not publish', async () => {
+      const appPid = await app();
+      const session = await userSession(appPid);
+      const cid = session.connectionId;
+      const rooms = [ROOM1, CHAT, LOBBY].map((r) => `${appPid}:${r.roomId}`);
+      await seedConnection(session, { rooms, presenceRooms: rooms, users: [] });
+      const claim = `tether:connection:${cid}:presence-leave-claim`;
+      track(claim);
+      const routing = [`$$:${appPid}:${ROOM1.bucket}`, `$$:${appPid}:${CHAT.bucket}`, `$$:${appPid}:${LOBBY.bucket}`];
+      const capture = await captureRoutingKeys(config, [...new Set(routing)]);
+      try {
+        const failing = heldPublisher(2);
+        failing.open();
+        const broken = createActivities({ ...resources, amqp: failing.publisher, config, logger: testLogger });
+        await expect(broken.removeSessionPresence({ session, closingSocketId: session.socketId })).rejects.toThrow(
+          'broker gone',
+        );
+        expect(await redis().exists(claim)).toBe(0);
+        expect(await redis().hlen(`connection:${cid}:presence-leaving`)).toBe(2);
+        const retry = await activities.removeSessionPresence({ session, closingSocketId: session.socketId });
+        expect(retry.rooms).toHaveLength(2);
+        for (const key of new Set(routing)) await drain(capture, key);
+        expect(
+          capture
+            .broadcasts()
+            .map((m) => m.body.nspRoomId)
+            .sort(),
+        ).toEqual([...rooms].sort());
+      } finally {
+        await capture.close();
+      }
+    });
+
     it('is skipped when the active marker names a newer socket: presence kept, no leave published', async () => {
       const appPid = await app();
       const session = await userSession(appPid);

@@ -3,6 +3,7 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { DestroyReason, SessionStatus, sessionWorkflowId, type SessionView } from '../src/client';
 import { createActivities, type Activities } from '../src/activities';
+import { withinLocalBudget } from '../src/activities/local-attempt';
 import { devServerEnv, workflowBundle } from './helpers/temporal';
 import { makeSession, nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';
 
@@ -37,16 +38,33 @@ describe('slow effects and racing signals (dev server)', () => {
       taskQueue,
     });
     const acts: Activities = { ...real };
-    // Every other call of an effect that may run locally stalls, the rest answer at once.
+    // Of every four calls of an effect that may run locally: one stalls before the effect's own
+    // budget starts (the SDK's timeout ends the local attempt), one stalls inside it (the effect
+    // answers NotLanded), one fails (an outage: NotLanded, or a retry of the regular activity), one
+    // answers at once.
     for (const name of ['connectSession', 'closeSession', 'softDestroySession'] as const) {
       const effect = real[name].bind(real) as (input: never) => Promise<unknown>;
+      const stall = () => new Promise((r) => setTimeout(r, STALL_MS));
+      const inside = withinLocalBudget(async (input: never) => {
+        await stall();
+        return effect(input);
+      });
       let n = 0;
       (acts as Record<string, unknown>)[name] = async (input: never) => {
-        if (n++ % 2 === 0) {
-          stalled.calls++;
-          await new Promise((r) => setTimeout(r, STALL_MS));
+        switch (n++ % 4) {
+          case 0:
+            stalled.calls++;
+            await stall();
+            return effect(input);
+          case 1:
+            stalled.calls++;
+            return inside(input);
+          case 2:
+            stalled.calls++;
+            throw new Error('store unavailable');
+          default:
+            return effect(input);
         }
-        return effect(input);
       };
     }
     worker = await Worker.create({

@@ -1,5 +1,5 @@
 import { createActivities } from '../src/activities';
-import { keys } from '../src/stores/redis/keys';
+import { keys, legacyKeys } from '../src/stores/redis/keys';
 import { openResources, type Resources } from '../src/service/resources';
 import { captureUserBroadcasts, waitFor } from './helpers/broadcasts';
 import { makeSession, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';
@@ -49,6 +49,33 @@ describe('user edge broadcasts under retry', () => {
     } finally {
       await capture.close();
       await resources.redis.del(keys.usersOnline(appPid), keys.clientConnections(appPid, user.clientId));
+    }
+  });
+
+  it('a retry resumes from progress a 0.2 worker left under the old key name; new progress is under tether:', async () => {
+    // 0.2 kept the progress in the platform's client: space; this edge's first message went out then.
+    const { capture, input, appPid, user } = await seededEdge((key) => resources.redis.del(key));
+    const legacy = legacyKeys.edgeProgress(appPid, user.clientId);
+    await resources.redis.set(legacy, `${input.edge}|1`, 'EX', 60);
+    try {
+      await activities.userOnline(input);
+      await waitFor(
+        'the connect broadcast',
+        () => capture.events(),
+        (e) => e.length >= 1,
+      );
+      await capture.drain();
+      expect(capture.events()).toEqual(['connect']);
+      expect(keys.edgeProgress(appPid, user.clientId)).toBe(`tether:client:${appPid}:${user.clientId}:edge-published`);
+      expect(await resources.redis.get(keys.edgeProgress(appPid, user.clientId))).toBe(`${input.edge}|2`);
+    } finally {
+      await capture.close();
+      await resources.redis.del(
+        legacy,
+        keys.edgeProgress(appPid, user.clientId),
+        keys.usersOnline(appPid),
+        keys.clientConnections(appPid, user.clientId),
+      );
     }
   });
 

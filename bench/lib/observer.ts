@@ -295,6 +295,7 @@ export async function auditClean(
     `session:${appPid}:*`,
     `presence:${appPid}:*`,
     `client:${appPid}:*`,
+    `tether:client:${appPid}:*`,
   ]) {
     const all = await scanAll(redis, pattern);
     // tether's own record of a user edge's broadcasts outlives the edge on purpose (a late retry

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { GatewayActivities } from '../contracts/gateway';
 import type { LegacySessionActivities, PresenceResult, Session, SessionActivities } from '../contracts/session';
@@ -11,6 +12,7 @@ import type { ActivityDeps } from './deps';
 import { createGatewayActivities } from './gateway-effects';
 import { createSweepActivities } from './sweep-effects';
 import { createUserActivities } from './user-effects';
+import { withinLocalBudget } from './local-attempt';
 
 /**
  * Every activity is idempotent (a second run has no second effect, bar an at-least-once broadcast
@@ -33,16 +35,23 @@ export function createActivities(deps: ActivityDeps): Activities {
     closingSocketId: string,
     broadcast: boolean,
   ): Promise<PresenceResult> {
-    const rooms = await store.removePresence(session.connectionId, closingSocketId);
+    const attempt = attemptToken();
+    const rooms = await store.removePresence(session.connectionId, closingSocketId, attempt);
     if (rooms === null) return { skipped: true, rooms: [] };
-    if (broadcast) {
+    const published: string[] = [];
+    try {
       const now = new Date();
-      for (const room of rooms) {
+      for (const room of broadcast ? rooms : []) {
         const message = presenceLeave(room, session, config.rabbitmq.queueCount, now);
         await amqp.publish(message.routingKey, message.body);
+        published.push(room);
       }
+      await store.leaveBroadcastsDone(session.connectionId, attempt, rooms);
+    } catch (err) {
+      // What went out is no longer owed, the rest is; the claim goes, so the retry need not wait.
+      await store.leaveBroadcastsDone(session.connectionId, attempt, published).catch(() => undefined);
+      throw err;
     }
-    await store.leaveBroadcastsDone(session.connectionId);
     return { skipped: false, rooms };
   }
 
@@ -126,6 +135,10 @@ export function createActivities(deps: ActivityDeps): Activities {
 
   return {
     ...session,
+    // Run as local activities by the session workflow: NotLanded past their budget.
+    connectSession: withinLocalBudget(session.connectSession.bind(session)),
+    closeSession: withinLocalBudget(session.closeSession.bind(session)),
+    softDestroySession: withinLocalBudget(session.softDestroySession.bind(session)),
     ...createGatewayActivities({ ...deps, index }),
     // 0.1's session activities: runs of the 0.1 workflow still call them until they drain.
     ...v1,
@@ -141,6 +154,18 @@ type Registered = SessionActivities & LegacySessionActivities & GatewayActivitie
  * type, since interfaces have no index signature and the worker takes a record of functions.
  */
 export type Activities = { [K in keyof Registered]: Registered[K] };
+
+/**
+ * One attempt of one activity: a local activity's retry after a worker crash re-runs the same attempt
+ * (and may take over its claim), while a later attempt, or the regular activity that replaces a local
+ * one past its budget, is another (and waits for the first).
+ */
+function attemptToken(): string {
+  const info = activityInfo();
+  if (!info) return `direct:${randomUUID()}`;
+  const run = info.workflowExecution;
+  return `${run?.workflowId}/${run?.runId}/${info.isLocal ? 'local' : 'activity'}:${info.activityId}@${info.attempt}`;
+}
 
 function activityInfo() {
   try {

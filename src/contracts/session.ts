@@ -1,6 +1,7 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import { ID_MAX_LENGTH, UUID, epochMs, fail, isRecord, jsonSize, optionalText, run, text, type Check } from './check';
 import { gatewayOf, type GatewayHolder } from './gateway';
+import type { NotLanded } from './local-effect';
 
 /**
  * The session workflow's contract (`session:{connectionId}`, one per websocket connection): the
@@ -278,6 +279,7 @@ export interface DestroyResult extends PresenceResult {
  * The session workflow's four effects (docs/design.md; src/activities/session-effects.ts): connect,
  * close and soft destroy run as local activities, the hard destroy as a regular one.
  */
+/** Connect, close and soft destroy may answer NotLanded when run as local activities (local-effect.ts). */
 export interface SessionActivities {
   /**
    * Connect: marker, heartbeat score and the holder's index; the connect row; the user up. Nothing
@@ -288,11 +290,11 @@ export interface SessionActivities {
     at: number;
     holder: GatewayHolder;
     previousHolder: GatewayHolder | null;
-  }): Promise<{ holderLost: boolean }>;
+  }): Promise<{ holderLost: boolean } | NotLanded>;
   /** Close: out of the holder's index first (no refresh marks it live again), then the disconnect row. */
-  closeSession(input: { session: Session; at: number; holder: GatewayHolder | null }): Promise<void>;
+  closeSession(input: { session: Session; at: number; holder: GatewayHolder | null }): Promise<void | NotLanded>;
   /** Soft destroy: presence removed and leave broadcasts (unless a newer socket is live), the user down. */
-  softDestroySession(input: { session: Session; closingSocketId: string }): Promise<PresenceResult>;
+  softDestroySession(input: { session: Session; closingSocketId: string }): Promise<PresenceResult | NotLanded>;
   /** Hard destroy: out of the index, then presence left, subscriptions, score, marker, `disconnectedAt`. */
   hardDestroySession(input: {
     session: Session;

@@ -15,18 +15,30 @@ export const keys = {
   presenceSets: (cid: string) => `connection:${cid}:presence-sets`,
   /** Ours: rooms whose leave broadcast is still owed, so a retried removal publishes them again. */
   presenceLeaving: (cid: string) => `connection:${cid}:presence-leaving`,
+  /** Ours: the attempt publishing the owed leaves; another waits, so two never publish the same leave. */
+  presenceLeaveClaim: (cid: string) => `tether:connection:${cid}:presence-leave-claim`,
   presenceMembers: (nspRoomId: string) => `presence:${nspRoomId}:members`,
   presenceIndex: (nspRoomId: string) => `presence:${nspRoomId}:index`,
   usersOnline: (appPid: string) => `auth:${appPid}:online`,
   clientConnections: (appPid: string, clientId: string) => `client:${appPid}:${clientId}:connections`,
   /** Ours: how far the broadcasts of the user's latest edge got (`{edge}|{count}`), so a retry resumes. */
-  edgeProgress: (appPid: string, clientId: string) => `client:${appPid}:${clientId}:edge-published`,
+  edgeProgress: (appPid: string, clientId: string) => `tether:client:${appPid}:${clientId}:edge-published`,
   /** Ours: the user's offline broadcast is owed (set and cleared by the sweep's legacy path). */
-  offlineOwed: (appPid: string, clientId: string) => `client:${appPid}:${clientId}:offline-owed`,
+  offlineOwed: (appPid: string, clientId: string) => `tether:client:${appPid}:${clientId}:offline-owed`,
   /** Ours: the sessions a gateway incarnation holds, connectionId → marker template (docs/design.md). */
   gatewayIndex: (gatewayId: string, incarnation: string) => `tether:gateway:${gatewayId}:${incarnation}`,
   /** Ours: set when an incarnation is lost, so a connect racing its fan-out is refused. */
   gatewayLost: (gatewayId: string, incarnation: string) => `tether:gateway:${gatewayId}:${incarnation}:lost`,
+} as const;
+
+/**
+ * Where tether 0.2 and earlier kept its own keys, in the platform's `client:` space: still read (and
+ * moved) so that work a 0.2 worker left half done resumes; written no more. Remove once no 0.2
+ * worker has run for an hour (the longest of their lifetimes).
+ */
+export const legacyKeys = {
+  edgeProgress: (appPid: string, clientId: string) => `client:${appPid}:${clientId}:edge-published`,
+  offlineOwed: (appPid: string, clientId: string) => `client:${appPid}:${clientId}:offline-owed`,
 } as const;
 
 /** A key with one part a script reads from Redis (a room, a clientId): `p .. part .. s` in Lua. */

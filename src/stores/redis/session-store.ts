@@ -11,15 +11,43 @@ import { throwOnFailure } from './transaction';
  * marker: if a newer socket of the connection has marked itself live, nothing is removed.
  */
 
-// KEYS: marker, presence-sets, presence-leaving. ARGV: cid, closingSocketId, shapes.
-// Moves the rooms to the leaving set and removes the member everywhere; returns the rooms owed.
+// KEYS: marker, presence-sets, presence-leaving, leave claim. ARGV: cid, closingSocketId, shapes,
+// attempt token, claim ttl ms. Moves the rooms to the leaving set and removes the member everywhere;
+// returns the rooms owed, claimed for this attempt, or -2 while another attempt holds the claim.
 const REMOVE_PRESENCE = `${MARKER_GUARD}${LEAVE_PRESENCE}
+local holder = redis.call('GET', KEYS[4])
+if holder and holder ~= ARGV[4] then return -2 end
 local rooms = redis.call('HKEYS', KEYS[2])
 leavePresence(ARGV[1], rooms, cjson.decode(ARGV[3]))
 for _, room in ipairs(rooms) do redis.call('HSET', KEYS[3], room, '1') end
 redis.call('DEL', KEYS[2])
-return redis.call('HKEYS', KEYS[3])
+local owed = redis.call('HKEYS', KEYS[3])
+if #owed > 0 then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5]) end
+return owed
 `;
+
+// KEYS: presence-leaving, leave claim. ARGV: attempt token, rooms published...
+const LEAVES_DONE = `
+for i = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+`;
+
+const LEAVE_CLAIMED = -2;
+
+/**
+ * How long a claim on a session's owed leaves outlives an attempt that died holding it. An attempt
+ * that timed out may still be publishing (a local activity past its budget, an outage); the next
+ * attempt waits for it rather than publish the same leaves beside it.
+ */
+export const LEAVE_CLAIM_TTL_MS = 30_000;
+
+/** Another attempt (one that timed out and still runs) is publishing this session's leaves. */
+export class LeaveClaimedError extends Error {
+  constructor(connectionId: string) {
+    super(`presence leaves of ${connectionId} are being published by another attempt`);
+    this.name = 'LeaveClaimedError';
+  }
+}
 
 // KEYS: marker, rooms, users, heartbeat zset. ARGV: cid, closingSocketId, shapes.
 const PURGE = `${MARKER_GUARD}${PURGE_SUBSCRIPTIONS}
@@ -50,23 +78,38 @@ export class SessionStore {
       .then(throwOnFailure);
   }
 
-  /** Removes the presence member; returns the rooms whose leave is owed, or null if a newer socket is live. */
-  async removePresence(connectionId: string, closingSocketId: string): Promise<string[] | null> {
+  /**
+   * Removes the presence member; returns the rooms whose leave is owed, claimed for `attempt`, or
+   * null if a newer socket is live. Throws LeaveClaimedError while another attempt holds the claim.
+   */
+  async removePresence(connectionId: string, closingSocketId: string, attempt: string): Promise<string[] | null> {
     const result = (await this.redis.eval(
       REMOVE_PRESENCE,
-      3,
+      4,
       keys.active(connectionId),
       keys.presenceSets(connectionId),
       keys.presenceLeaving(connectionId),
+      keys.presenceLeaveClaim(connectionId),
       connectionId,
       closingSocketId,
       connectionShapes(connectionId),
+      attempt,
+      LEAVE_CLAIM_TTL_MS,
     )) as number | string[];
+    if (result === LEAVE_CLAIMED) throw new LeaveClaimedError(connectionId);
     return result === NEWER_SOCKET_LIVE ? null : (result as string[]);
   }
 
-  async leaveBroadcastsDone(connectionId: string): Promise<void> {
-    await this.redis.del(keys.presenceLeaving(connectionId));
+  /** The leaves of `rooms` went out: no longer owed; the claim of `attempt` released. */
+  async leaveBroadcastsDone(connectionId: string, attempt: string, rooms: string[]): Promise<void> {
+    await this.redis.eval(
+      LEAVES_DONE,
+      2,
+      keys.presenceLeaving(connectionId),
+      keys.presenceLeaveClaim(connectionId),
+      attempt,
+      ...rooms,
+    );
   }
 
   /** Purge subscriptions, heartbeat score and marker; null if a newer socket is live. */

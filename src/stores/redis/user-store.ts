@@ -1,15 +1,21 @@
 import type Redis from 'ioredis';
 import type { SessionUser } from '../../contracts/session';
-import { keys } from './keys';
+import { keys, legacyKeys } from './keys';
 import { throwOnFailure } from './transaction';
 
 // Longer than any retry of an edge's activity; the progress key then expires by itself.
 const EDGE_PROGRESS_TTL_S = 3600;
 
-// KEYS: user's connections hash, users online hash, owed key. ARGV: clientId, connectionIds...
-// Removes the connections; when none is left, takes the user offline in Redis and remembers the
-// owed broadcast (so that a retry after a crash still sends it). Returns the owed user JSON or nil.
+// KEYS: user's connections hash, users online hash, owed key, 0.2's owed key. ARGV: clientId,
+// connectionIds... Removes the connections; when none is left, takes the user offline in Redis and
+// remembers the owed broadcast (so that a retry after a crash still sends it). Returns the owed user
+// JSON or nil.
 const ORPHANS_GONE = `
+local legacy = redis.call('GET', KEYS[4])
+if legacy then
+  redis.call('SET', KEYS[3], legacy, 'NX')
+  redis.call('DEL', KEYS[4])
+end
 for i = 2, #ARGV do redis.call('HDEL', KEYS[1], ARGV[i]) end
 if redis.call('HLEN', KEYS[1]) == 0 then
   local u = redis.call('HGET', KEYS[2], ARGV[1])
@@ -59,22 +65,27 @@ export class UserStore {
   async orphansGone(appPid: string, clientId: string, connectionIds: string[]): Promise<string | null> {
     return (await this.redis.eval(
       ORPHANS_GONE,
-      3,
+      4,
       keys.clientConnections(appPid, clientId),
       keys.usersOnline(appPid),
       keys.offlineOwed(appPid, clientId),
+      legacyKeys.offlineOwed(appPid, clientId),
       clientId,
       ...connectionIds,
     )) as string | null;
   }
 
   async offlineSent(appPid: string, clientId: string): Promise<void> {
-    await this.redis.del(keys.offlineOwed(appPid, clientId));
+    await this.redis.del(keys.offlineOwed(appPid, clientId), legacyKeys.offlineOwed(appPid, clientId));
   }
 
   /** How many broadcasts of `edge` were confirmed (0 for another edge, or none recorded). */
   async edgeProgress(appPid: string, clientId: string, edge: string): Promise<number> {
-    const [doneEdge, doneCount] = ((await this.redis.get(keys.edgeProgress(appPid, clientId))) ?? '').split('|');
+    const [current, legacy] = await this.redis.mget(
+      keys.edgeProgress(appPid, clientId),
+      legacyKeys.edgeProgress(appPid, clientId),
+    );
+    const [doneEdge, doneCount] = (current ?? legacy ?? '').split('|');
     return doneEdge === edge ? Number(doneCount) || 0 : 0;
   }
 
