@@ -32,14 +32,15 @@ export interface CreateWorkerOptions {
 export const MAX_CACHED_WORKFLOWS = 1000;
 
 /**
- * A session's workflow task stays open while its effect (a local activity) waits on Redis, Postgres
- * or RabbitMQ, so task slots are I/O-bound: at the SDK's default of 40, a few slow effects held
- * every slot, and the gateway workflows' renewals (which keep every marker alive) queued behind
- * them (bench `capacity`, `gateway-lost`). Room for more waiting tasks; the CPU work per task is small.
+ * Effects wait on Redis, Postgres or RabbitMQ, so activity slots are I/O-bound: at the SDK's
+ * defaults, a few slow effects held every slot, and the gateway workflows' renewals (which keep
+ * every marker alive) queued behind them (bench `capacity`, `gateway-lost`). Room for more waiting
+ * effects; the CPU work of each is small. (Local-activity slots serve runs started by 0.2.)
  */
 export const WORKER_CONCURRENCY = {
   maxCachedWorkflows: MAX_CACHED_WORKFLOWS,
   maxConcurrentWorkflowTaskExecutions: 200,
+  maxConcurrentActivityTaskExecutions: 200,
   maxConcurrentLocalActivityExecutions: 200,
 } as const;
 

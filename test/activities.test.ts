@@ -509,14 +509,26 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
       return { publisher, open };
     }
 
-    it('two attempts at once publish each leave once: the second waits while the first holds the claim', async () => {
+    const leftRooms = (capture: Awaited<ReturnType<typeof captureRoutingKeys>>) =>
+      capture
+        .broadcasts()
+        .map((m) => m.body.nspRoomId)
+        .sort();
+
+    /** A user session present in `roomIds`, and the key of the claim on its owed leaves. */
+    async function presentSession(roomIds: { roomId: string }[]) {
       const appPid = await app();
       const session = await userSession(appPid);
       const cid = session.connectionId;
-      const rooms = [ROOM1, CHAT].map((r) => `${appPid}:${r.roomId}`);
+      const rooms = roomIds.map((r) => `${appPid}:${r.roomId}`);
       await seedConnection(session, { rooms, presenceRooms: rooms, users: [] });
       const claim = `tether:connection:${cid}:presence-leave-claim`;
       track(claim);
+      return { appPid, session, cid, rooms, claim };
+    }
+
+    it('two attempts at once publish each leave once: the second waits while the first holds the claim', async () => {
+      const { appPid, session, rooms, claim } = await presentSession([ROOM1, CHAT]);
       // Both rooms route to bucket 14.
       const capture = await captureRoutingKeys(config, [`$$:${appPid}:${ROOM1.bucket}`]);
       try {
@@ -541,25 +553,14 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
           rooms: [],
         });
         await drain(capture, `$$:${appPid}:${ROOM1.bucket}`);
-        expect(
-          capture
-            .broadcasts()
-            .map((m) => m.body.nspRoomId)
-            .sort(),
-        ).toEqual([...rooms].sort());
+        expect(leftRooms(capture)).toEqual([...rooms].sort());
       } finally {
         await capture.close();
       }
     });
 
     it('an attempt that fails midway releases its claim and leaves owed only what it did not publish', async () => {
-      const appPid = await app();
-      const session = await userSession(appPid);
-      const cid = session.connectionId;
-      const rooms = [ROOM1, CHAT, LOBBY].map((r) => `${appPid}:${r.roomId}`);
-      await seedConnection(session, { rooms, presenceRooms: rooms, users: [] });
-      const claim = `tether:connection:${cid}:presence-leave-claim`;
-      track(claim);
+      const { appPid, session, cid, rooms, claim } = await presentSession([ROOM1, CHAT, LOBBY]);
       const routing = [`$$:${appPid}:${ROOM1.bucket}`, `$$:${appPid}:${CHAT.bucket}`, `$$:${appPid}:${LOBBY.bucket}`];
       const capture = await captureRoutingKeys(config, [...new Set(routing)]);
       try {
@@ -574,12 +575,7 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
         const retry = await activities.removeSessionPresence({ session, closingSocketId: session.socketId });
         expect(retry.rooms).toHaveLength(2);
         for (const key of new Set(routing)) await drain(capture, key);
-        expect(
-          capture
-            .broadcasts()
-            .map((m) => m.body.nspRoomId)
-            .sort(),
-        ).toEqual([...rooms].sort());
+        expect(leftRooms(capture)).toEqual([...rooms].sort());
       } finally {
         await capture.close();
       }

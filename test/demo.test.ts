@@ -70,8 +70,7 @@ async function stats(appPid: string): Promise<Record<string, number>> {
 
 /**
  * The event list of a workflow's history page, oldest first, each row as the name the UI shows:
- * `local:{activity type}` for a local activity (a MarkerRecorded event; the UI calls it "Local
- * Activity"), `signal:{name}`, `timer`, and the event type otherwise.
+ * `activity:{activity type}` for an activity, `signal:{name}`, `timer`, and the event type otherwise.
  */
 async function eventNames(page: Page, workflowId: string): Promise<string[]> {
   await page.goto(`${ui}/namespaces/default/workflows/${encodeURIComponent(workflowId)}`);
@@ -86,8 +85,6 @@ async function eventNames(page: Page, workflowId: string): Promise<string[]> {
   return texts
     .sort((a, b) => a.id - b.id)
     .map(({ text }) => {
-      const local = /Local Activity Activity Type (\w+)/.exec(text);
-      if (local) return `local:${local[1]}`;
       const activity = /Activity Task Scheduled .*?Activity Type (\w+)/.exec(text);
       if (activity) return `activity:${activity[1]}`;
       const signal = /Workflow Execution Signaled Signal Name (\w+)/.exec(text);
@@ -192,10 +189,10 @@ describe('npm run demo (a child process; Web UI in headless Chromium)', () => {
     expect(lostEvents[0]).toBe('Workflow Execution Started');
     expect(
       inOrder(lostEvents, [
-        'local:connectSession',
+        'activity:connectSession',
         'signal:gatewayLost',
-        'local:closeSession',
-        'local:softDestroySession',
+        'activity:closeSession',
+        'activity:softDestroySession',
         'activity:hardDestroySession',
         'Workflow Execution Completed',
       ]),
@@ -207,18 +204,18 @@ describe('npm run demo (a child process; Web UI in headless Chromium)', () => {
     // A session that reconnected within the grace: disconnected, close, active, connect again.
     const graceEvents = await until('the reconnect in the history', 30_000, async () => {
       const names = await eventNames(page, withinGrace!);
-      return names.filter((n) => n === 'local:connectSession').length >= 2 ? names : undefined;
+      return names.filter((n) => n === 'activity:connectSession').length >= 2 ? names : undefined;
     });
     expect(
       inOrder(graceEvents, [
-        'local:connectSession',
+        'activity:connectSession',
         'signal:disconnected',
-        'local:closeSession',
+        'activity:closeSession',
         'signal:active',
-        'local:connectSession',
+        'activity:connectSession',
       ]),
     ).toBe(true);
-    expect(inOrder(graceEvents, ['local:connectSession', 'signal:heartbeat'])).toBe(true);
+    expect(inOrder(graceEvents, ['activity:connectSession', 'signal:heartbeat'])).toBe(true);
 
     mark('reconnect history');
     // /metrics and Redis show it too.

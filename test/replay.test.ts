@@ -49,6 +49,14 @@ describe('workflow replay', () => {
     expect(await replay(histories)).toEqual([]);
   });
 
+  it('replays the 0.3 histories (every effect a regular activity)', async () => {
+    const histories = release('0.3');
+    expect(histories.map((h) => h.workflowId)).toEqual(
+      expect.arrayContaining(['0.3/session-gateway-lost', '0.3/session-continued-as-new', '0.3/sweep-stale-ids']),
+    );
+    expect(await replay(histories)).toEqual([]);
+  });
+
   describe('fresh histories (time-skipping)', () => {
     let env: TestWorkflowEnvironment;
     let stack: Awaited<ReturnType<typeof startStack>>;

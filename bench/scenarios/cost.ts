@@ -251,7 +251,7 @@ export const cost: Scenario = {
           label: 'lease events per session-hour at 1,000 sessions per gateway',
           value: round(leasePerHour / 1000, 3),
           unit: 'events',
-          note: 'gateway-hour ÷ 1000: a renewal refreshes every held marker in one local activity, whatever the count (capacity measures it at 5,000 per gateway)',
+          note: 'gateway-hour ÷ 1000: a renewal refreshes every held marker in one activity, whatever the count (capacity measures it at 5,000 per gateway)',
         },
       ];
       return {

@@ -135,7 +135,7 @@ export function createActivities(deps: ActivityDeps): Activities {
 
   return {
     ...session,
-    // Run as local activities by the session workflow: NotLanded past their budget.
+    // Run as local activities by session runs started by 0.2: NotLanded past their budget.
     connectSession: withinLocalBudget(session.connectSession.bind(session)),
     closeSession: withinLocalBudget(session.closeSession.bind(session)),
     softDestroySession: withinLocalBudget(session.softDestroySession.bind(session)),

@@ -71,7 +71,7 @@ export function gatewayWorkflowId(gatewayId: string): string {
 
 /** The effects the gateway workflow runs (src/activities/gateway-effects.ts). */
 export interface GatewayActivities {
-  /** Renewal (local activity): every marker and heartbeat score the incarnation holds, in batch. */
+  /** Renewal: every marker and heartbeat score the incarnation holds, in batch. */
   refreshGatewayMarkers(input: { holder: GatewayHolder; at: number }): Promise<{ refreshed: number } | NotLanded>;
   /** Lost incarnation: `gatewayLost` to each session in its index, then the index dropped. */
   closeGatewaySessions(input: { holder: GatewayHolder; at: number }): Promise<{ signalled: number }>;

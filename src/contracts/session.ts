@@ -276,10 +276,9 @@ export interface DestroyResult extends PresenceResult {
 }
 
 /**
- * The session workflow's four effects (docs/design.md; src/activities/session-effects.ts): connect,
- * close and soft destroy run as local activities, the hard destroy as a regular one.
+ * The session workflow's four effects (docs/design.md), regular activities. In runs started by 0.2,
+ * connect, close and soft destroy run as local activities and may answer NotLanded (local-effect.ts).
  */
-/** Connect, close and soft destroy may answer NotLanded when run as local activities (local-effect.ts). */
 export interface SessionActivities {
   /**
    * Connect: marker, heartbeat score and the holder's index; the connect row; the user up. Nothing

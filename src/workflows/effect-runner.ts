@@ -2,6 +2,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   workflowInfo,
@@ -16,6 +17,9 @@ type Name = keyof Effects;
 type Input<K extends Name> = Parameters<Effects[K]>[0];
 type Output<K extends Name> = Exclude<Awaited<ReturnType<Effects[K]>>, NotLanded>;
 
+/** Marks runs that run every effect as a regular activity (0.3); 0.2's runs have no such marker. */
+export const EFFECTS_AS_ACTIVITIES = 'effects-as-activities';
+
 /** The SDK's schedule-to-close of a local activity: a backstop behind the effect's own LOCAL_ATTEMPT_MS. */
 export const LOCAL_BUDGET_MS = LOCAL_ATTEMPT_MS + 500;
 /** Local activities one workflow task may run: together they end before the task's heartbeat (8 s). */
@@ -29,26 +33,25 @@ const local = proxyLocalActivities<Effects>({ scheduleToCloseTimeout: LOCAL_BUDG
 const durable = proxyActivities<Effects>({ startToCloseTimeout: '10s', retry });
 
 /**
- * Runs effects as local activities that always resolve inside the workflow task that scheduled
- * them, and as regular activities otherwise.
+ * Since 0.3 every effect is a regular activity; runs started by 0.2 keep running theirs as local
+ * activities until they end (`patched`: their histories hold local-activity markers).
  *
- * Why the bound: the SDK heartbeats a task whose local activities outlive 80 % of its 10 s
- * timeout; signals that came meanwhile are then handed to the workflow before the marker lands
- * in a later task, but on replay the marker is handed over first. Code that chooses its next
- * effect from both then takes another path on replay: a nondeterminism error that strands the run
- * (docs/design.md, "Local activities"; test/slow-effects.test.ts). So a local activity makes one
- * attempt of at most LOCAL_ATTEMPT_MS (the effect answers NotLanded past it or on an error; the SDK's
- * LOCAL_BUDGET_MS backs it up), a task runs at most LOCAL_PER_TASK of them, and an effect that did not
- * land (an outage, a stalled store) runs again as a regular activity, retried until it lands.
- * A local attempt that times out keeps running beside its replacement: effects are idempotent, and
- * the one that is not (publishing the owed presence leaves) is claimed by one attempt at a time.
+ * Why: in the SDK here (1.24), a workflow task whose local activities did not all resolve inside it
+ * (a heartbeat past 80 % of the task timeout, a task completed early to answer a query, a worker
+ * killed in the middle) or a local activity that failed, retried and timed out, left histories
+ * that did not replay ("Missing associated machine for LocalActivity(n)": the failure suite's
+ * worker kill and Postgres outage, a reconnect in CI, test/slow-effects.test.ts): the session is
+ * stuck. A regular activity's result is an event of its own, delivered in history order, at 5
+ * events more per effect (docs/design.md, "Activities"). The 0.2 path below bounds what it can:
+ * one attempt of at most LOCAL_ATTEMPT_MS (NotLanded past it), at most LOCAL_PER_TASK a task, then
+ * the regular activity.
  */
 export class EffectRunner {
   private task = -1;
   private localInTask = 0;
 
   async run<K extends Name>(name: K, input: Input<K>, options: { durable?: boolean } = {}): Promise<Output<K>> {
-    if (!options.durable && this.localSlot()) {
+    if (!options.durable && !patched(EFFECTS_AS_ACTIVITIES) && this.localSlot()) {
       let reason: string;
       try {
         const result = await (local[name] as (i: Input<K>) => Promise<Output<K> | NotLanded>)(input);

@@ -36,7 +36,7 @@ const LEAVE_CLAIMED = -2;
 
 /**
  * How long a claim on a session's owed leaves outlives an attempt that died holding it. An attempt
- * that timed out may still be publishing (a local activity past its budget, an outage); the next
+ * that timed out may still be publishing (stuck on an outage, say); the next
  * attempt waits for it rather than publish the same leaves beside it.
  */
 export const LEAVE_CLAIM_TTL_MS = 30_000;

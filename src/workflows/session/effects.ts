@@ -4,10 +4,8 @@ import type { Effect, EffectKind } from './machine';
 
 type Run = (fx: EffectRunner, e: Effect) => Promise<unknown>;
 
-// Connect, close and soft destroy are local activities when they land in their budget (one marker
-// each). The hard destroy ends the run and is always a regular activity: a signal that comes while
-// the task completing the run is open makes the server refuse that completion, and the SDK's retry
-// of a task whose local activities it holds then diverges (docs/design.md, "Local activities").
+// Every effect is a regular activity (docs/design.md, "Activities"); in runs started by 0.2 the
+// hard destroy, which ends the run, is the only one that always was (EffectRunner).
 const run: Record<EffectKind, Run> = {
   connect: (fx, e) =>
     fx.run('connectSession', {
