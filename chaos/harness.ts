@@ -289,7 +289,11 @@ export async function runChaos(opts: ChaosOptions, outer?: AbortSignal): Promise
         users.some((u) => b.nspRoomId === `users:${u.user.clientId}`),
     );
     stamp(`${broadcasts.length} broadcasts of the run read from RabbitMQ`);
-    await checkFinalSessions(c, broadcasts);
+    await checkFinalSessions(
+      c,
+      broadcasts,
+      sup.exits.map((e) => e.at),
+    );
     const h = await checkHistories(c);
     history = h.stats;
     userTotals = await checkUsers(

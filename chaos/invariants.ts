@@ -224,7 +224,12 @@ export async function finalSessionState(ctx: ChaosContext, t: Tracked): Promise<
   return null;
 }
 
-export async function checkFinalSessions(ctx: ChaosContext, broadcasts: Broadcast[]): Promise<void> {
+export async function checkFinalSessions(
+  ctx: ChaosContext,
+  broadcasts: Broadcast[],
+  /** When a worker process died (killed or not). */
+  crashes: number[],
+): Promise<void> {
   const sessions = ctx.tracked;
   const picture = await redisPicture(ctx, [...ctx.apps.map((a) => a.appPid), ctx.unknownAppPid]);
   const cids = sessions.map((t) => t.session.connectionId);
@@ -250,10 +255,17 @@ export async function checkFinalSessions(ctx: ChaosContext, broadcasts: Broadcas
   const eventsOf = new Map<string, string[]>();
   for (const r of events.rows)
     eventsOf.set(r.connectionId, [...(eventsOf.get(r.connectionId) ?? []), r.connectionEventType]);
-  // Counted, not collected in a Set: a second leave of one lifetime must be visible.
+  // Counted, not collected in a Set: a second leave of one lifetime must be visible (but for the
+  // copy with the same messageId that a worker crash between the two sends allows).
   const leaves = new Map<string, number>();
-  for (const b of broadcasts) {
-    if (!b.event.endsWith(':$:presence:leave')) continue;
+  const sent = withoutCrashRepeats(
+    ctx,
+    'presence leaves',
+    broadcasts.filter((b) => b.event.endsWith(':$:presence:leave')),
+    crashes,
+    'presence-leave-broadcast',
+  );
+  for (const b of sent) {
     const k = `${b.nspRoomId}|${String(b.data.connectionId)}`;
     leaves.set(k, (leaves.get(k) ?? 0) + 1);
     count(ctx, 'presence-leaves');
@@ -338,7 +350,13 @@ export async function checkFinalSessions(ctx: ChaosContext, broadcasts: Broadcas
  * the one repeat at-least-once delivery allows, a crash after the broker's confirm and before the
  * progress write; counted, not hidden. Any other repeat is a violation.
  */
-function withoutCrashRepeats(ctx: ChaosContext, subject: string, seq: Broadcast[], crashes: number[]): Broadcast[] {
+function withoutCrashRepeats(
+  ctx: ChaosContext,
+  subject: string,
+  seq: Broadcast[],
+  crashes: number[],
+  invariant = 'user-broadcast-per-edge',
+): Broadcast[] {
   const first = new Map<string, Broadcast>();
   const out: Broadcast[] = [];
   for (const b of seq) {
@@ -355,7 +373,7 @@ function withoutCrashRepeats(ctx: ChaosContext, subject: string, seq: Broadcast[
     else
       violate(
         ctx,
-        'user-broadcast-per-edge',
+        invariant,
         subject,
         `${b.event} (message ${b.messageId}) sent twice, at ${from} s and ${to} s, with no worker crash between`,
       );

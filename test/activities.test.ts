@@ -30,6 +30,7 @@ const LOBBY = { roomId: 'game:lobby:eu', hash: -1_366_516_388, bucket: 12 };
 
 interface Captured {
   routingKey: string;
+  messageId?: string;
   body: {
     nspRoomId: string;
     event: string;
@@ -52,7 +53,11 @@ async function captureRoutingKeys(config: Config, routingKeys: string[]) {
     queue,
     (m) => {
       if (m)
-        messages.push({ routingKey: m.fields.routingKey, body: JSON.parse(m.content.toString()) as Captured['body'] });
+        messages.push({
+          routingKey: m.fields.routingKey,
+          ...(typeof m.properties.messageId === 'string' && { messageId: m.properties.messageId }),
+          body: JSON.parse(m.content.toString()) as Captured['body'],
+        });
     },
     { noAck: true },
   );
@@ -448,6 +453,8 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
           const message = leaves.find((m) => m.body.nspRoomId === room);
           expect(message).toBeDefined();
           expect(message!.routingKey).toBe(routingKey);
+          // The same id on every attempt of this leave: a consumer can drop a repeat.
+          expect(message!.messageId).toBe(`${cid}:${session.socketId}:leave:${room}`);
           expect(message!.body).toEqual({
             nspRoomId: room,
             event: `${room}:$:presence:leave`,

@@ -202,9 +202,11 @@ describe('npm run demo (a child process; Web UI in headless Chromium)', () => {
     mark('gateway-lost history');
 
     // A session that reconnected within the grace: disconnected, close, active, connect again.
-    const graceEvents = await until('the reconnect in the history', 30_000, async () => {
+    // Its heartbeats come every few seconds while it is connected: wait for one after a connect too.
+    const graceEvents = await until('the reconnect and a heartbeat in the history', 30_000, async () => {
       const names = await eventNames(page, withinGrace!);
-      return names.filter((n) => n === 'activity:connectSession').length >= 2 ? names : undefined;
+      const reconnected = names.filter((n) => n === 'activity:connectSession').length >= 2;
+      return reconnected && inOrder(names, ['activity:connectSession', 'signal:heartbeat']) ? names : undefined;
     });
     expect(
       inOrder(graceEvents, [

@@ -4,7 +4,7 @@ import type { GatewayActivities } from '../contracts/gateway';
 import type { LegacySessionActivities, PresenceResult, Session, SessionActivities } from '../contracts/session';
 import type { SweepActivities } from '../contracts/sweep';
 import type { UserActivities } from '../contracts/user';
-import { presenceLeave } from '../stores/amqp/broadcasts';
+import { presenceLeave, presenceLeaveId } from '../stores/amqp/broadcasts';
 import { PgStore, UnknownApplicationError } from '../stores/postgres';
 import { GatewayIndex } from '../stores/redis/gateway-index';
 import { SessionStore } from '../stores/redis/session-store';
@@ -43,7 +43,7 @@ export function createActivities(deps: ActivityDeps): Activities {
       const now = new Date();
       for (const room of broadcast ? rooms : []) {
         const message = presenceLeave(room, session, config.rabbitmq.queueCount, now);
-        await amqp.publish(message.routingKey, message.body);
+        await amqp.publish(message.routingKey, message.body, { messageId: presenceLeaveId(room, session) });
         published.push(room);
       }
       await store.leaveBroadcastsDone(session.connectionId, attempt, rooms);

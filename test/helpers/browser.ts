@@ -32,7 +32,8 @@ export async function gotoUntilVisible(
   page: Page,
   url: string,
   target: Locator,
-  { tries = 20, waitMs = 1500 }: { tries?: number; waitMs?: number } = {},
+  // Visibility is eventually consistent; under a loaded machine the dev server's list lags by tens of seconds.
+  { tries = 40, waitMs = 1500 }: { tries?: number; waitMs?: number } = {},
 ): Promise<void> {
   for (let i = 0; i < tries && !(await target.isVisible()); i++) {
     await page.goto(url);

@@ -13,6 +13,15 @@ export interface Broadcast {
   };
 }
 
+/**
+ * The AMQP message id of a socket's leave of a room: the same on every attempt, so a consumer can
+ * drop the one repeat at-least-once delivery allows (a worker dying between the broker's confirm
+ * and the write that records it).
+ */
+export function presenceLeaveId(nspRoomId: string, session: Session): string {
+  return `${session.connectionId}:${session.socketId}:leave:${nspRoomId}`;
+}
+
 export function presenceLeave(nspRoomId: string, session: Session, queueCount: number, now: Date): Broadcast {
   return {
     routingKey: roomRoutingKey(nspRoomId, queueCount),
