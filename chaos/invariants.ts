@@ -227,8 +227,8 @@ export async function finalSessionState(ctx: ChaosContext, t: Tracked): Promise<
 export async function checkFinalSessions(
   ctx: ChaosContext,
   broadcasts: Broadcast[],
-  /** When a worker process died (killed or not). */
-  crashes: number[],
+  /** When a worker process died (killed or not), and when each service outage began and ended. */
+  disruptions: number[],
 ): Promise<void> {
   const sessions = ctx.tracked;
   const picture = await redisPicture(ctx, [...ctx.apps.map((a) => a.appPid), ctx.unknownAppPid]);
@@ -262,7 +262,7 @@ export async function checkFinalSessions(
     ctx,
     'presence leaves',
     broadcasts.filter((b) => b.event.endsWith(':$:presence:leave')),
-    crashes,
+    disruptions,
     'presence-leave-broadcast',
   );
   for (const b of sent) {

@@ -34,7 +34,7 @@ export const INVARIANTS: Record<string, string> = {
   'user-broadcast-per-edge':
     'one connect and one disconnect broadcast per user edge (a copy with the same messageId only across a worker crash)',
   'presence-leave-broadcast':
-    'a presence leave broadcast for every room a destroyed session was in, one per presence lifetime (a duplicate leave is a violation, but for the copy with the same messageId across a worker crash)',
+    'a presence leave broadcast for every room a destroyed session was in, one per presence lifetime (a duplicate leave is a violation, but for the copy with the same messageId across a worker crash or a service outage)',
   'no-workflow-failed': 'no workflow failed, terminated or timed out',
   'no-workflow-task-failed': 'no WorkflowTaskFailed in any history',
   'no-workflow-stuck': 'nothing left running after the settle period',

@@ -90,7 +90,8 @@ describe('example gateway end to end (dev server, real sockets)', () => {
     const live = await waitForState(cid, 'connected', (st) => st.status === SessionStatus.connected);
     expect(live.socketId).toBe(socketId);
     expect(live.session.uid).toBe(cid); // anonymous: uid is the connectionId
-    expect(await stack.resources.redis.exists(keys.active(cid))).toBe(1);
+    // The connect effect (an activity) marks it live a moment after the state shows it connected.
+    await waitUntil('marked live', async () => (await stack.resources.redis.exists(keys.active(cid))) === 1);
     expect(await stack.resources.redis.zscore(HEARTBEAT_KEY, cid)).not.toBeNull();
 
     c.ws.close(1000, 'bye');

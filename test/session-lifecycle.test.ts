@@ -14,6 +14,7 @@ import type { Session } from '../src/contracts/session';
 import { createWorker } from '../src/worker';
 import { makeSession, nanoid, seedApp, startStack, testConfig, testLogger } from './helpers/stack';
 import { timeSkippingEnv, workflowBundle } from './helpers/temporal';
+import { waitUntil } from './helpers/wait';
 
 const IDLE = 30_000;
 const HARD = 4 * IDLE;
@@ -176,7 +177,8 @@ describe('session lifecycle (time-skipping)', () => {
     expect(st.status).toBe(SessionStatus.connected);
     expect(st.counts.reconnects).toBe(0);
     expect((await handle.describe()).runId).not.toBe(firstRun);
-    expect(await redis().exists(keys.active(s.connectionId))).toBe(1);
+    // The connect effect (an activity) marks it live a moment after the state shows it connected.
+    await waitUntil('marked live', async () => (await redis().exists(keys.active(s.connectionId))) === 1);
   });
 
   it('a second close of the same socket changes nothing', async () => {
