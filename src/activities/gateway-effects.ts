@@ -1,9 +1,8 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { GatewayActivities, GatewayHolder } from '../contracts/gateway';
+import type { GatewayActivities } from '../contracts/gateway';
 import { gatewayLostSignal, sessionWorkflowId } from '../contracts/session';
 import type { ActivityDeps } from './deps';
-import { withinLocalBudget } from './local-attempt';
 import type { GatewayIndex } from '../stores/redis/gateway-index';
 
 /** A lost gateway's sessions are told in parallel, but never faster than this (the server's share). */
@@ -13,9 +12,9 @@ export function createGatewayActivities(deps: ActivityDeps & { index: GatewayInd
   const { index, logger } = deps;
 
   return {
-    refreshGatewayMarkers: withinLocalBudget(async ({ holder, at }: { holder: GatewayHolder; at: number }) => ({
-      refreshed: await index.refresh(holder, at),
-    })),
+    async refreshGatewayMarkers({ holder, at }) {
+      return { refreshed: await index.refresh(holder, at) };
+    },
 
     /**
      * Lost incarnation: signal `gatewayLost` to each session in its index, then drop the index. The

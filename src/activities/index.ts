@@ -12,7 +12,6 @@ import type { ActivityDeps } from './deps';
 import { createGatewayActivities } from './gateway-effects';
 import { createSweepActivities } from './sweep-effects';
 import { createUserActivities } from './user-effects';
-import { withinLocalBudget } from './local-attempt';
 
 /**
  * Every activity is idempotent (a second run has no second effect, bar an at-least-once broadcast
@@ -135,10 +134,6 @@ export function createActivities(deps: ActivityDeps): Activities {
 
   return {
     ...session,
-    // Run as local activities by session runs started by 0.2: NotLanded past their budget.
-    connectSession: withinLocalBudget(session.connectSession.bind(session)),
-    closeSession: withinLocalBudget(session.closeSession.bind(session)),
-    softDestroySession: withinLocalBudget(session.softDestroySession.bind(session)),
     ...createGatewayActivities({ ...deps, index }),
     // 0.1's session activities: runs of the 0.1 workflow still call them until they drain.
     ...v1,

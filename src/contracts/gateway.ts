@@ -1,6 +1,5 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import { fail, isRecord, run, text, type Check } from './check';
-import type { NotLanded } from './local-effect';
 
 /**
  * The gateway workflow's contract (`gateway:{gatewayId}`, the lease of a gateway process), shared by
@@ -72,7 +71,7 @@ export function gatewayWorkflowId(gatewayId: string): string {
 /** The effects the gateway workflow runs (src/activities/gateway-effects.ts). */
 export interface GatewayActivities {
   /** Renewal: every marker and heartbeat score the incarnation holds, in batch. */
-  refreshGatewayMarkers(input: { holder: GatewayHolder; at: number }): Promise<{ refreshed: number } | NotLanded>;
+  refreshGatewayMarkers(input: { holder: GatewayHolder; at: number }): Promise<{ refreshed: number }>;
   /** Lost incarnation: `gatewayLost` to each session in its index, then the index dropped. */
   closeGatewaySessions(input: { holder: GatewayHolder; at: number }): Promise<{ signalled: number }>;
 }

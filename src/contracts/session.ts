@@ -1,7 +1,6 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
 import { ID_MAX_LENGTH, UUID, epochMs, fail, isRecord, jsonSize, optionalText, run, text, type Check } from './check';
 import { gatewayOf, type GatewayHolder } from './gateway';
-import type { NotLanded } from './local-effect';
 
 /**
  * The session workflow's contract (`session:{connectionId}`, one per websocket connection): the
@@ -276,8 +275,8 @@ export interface DestroyResult extends PresenceResult {
 }
 
 /**
- * The session workflow's four effects (docs/design.md), regular activities. In runs started by 0.2,
- * connect, close and soft destroy run as local activities and may answer NotLanded (local-effect.ts).
+ * The session workflow's four effects (docs/design.md), regular activities (runs started by 0.2
+ * replay theirs as local activities).
  */
 export interface SessionActivities {
   /**
@@ -289,11 +288,11 @@ export interface SessionActivities {
     at: number;
     holder: GatewayHolder;
     previousHolder: GatewayHolder | null;
-  }): Promise<{ holderLost: boolean } | NotLanded>;
+  }): Promise<{ holderLost: boolean }>;
   /** Close: out of the holder's index first (no refresh marks it live again), then the disconnect row. */
-  closeSession(input: { session: Session; at: number; holder: GatewayHolder | null }): Promise<void | NotLanded>;
+  closeSession(input: { session: Session; at: number; holder: GatewayHolder | null }): Promise<void>;
   /** Soft destroy: presence removed and leave broadcasts (unless a newer socket is live), the user down. */
-  softDestroySession(input: { session: Session; closingSocketId: string }): Promise<PresenceResult | NotLanded>;
+  softDestroySession(input: { session: Session; closingSocketId: string }): Promise<PresenceResult>;
   /** Hard destroy: out of the index, then presence left, subscriptions, score, marker, `disconnectedAt`. */
   hardDestroySession(input: {
     session: Session;

@@ -9,7 +9,7 @@ import {
 } from '@temporalio/workflow';
 import { checkGateway } from '../contracts/gateway';
 import { Deadline } from './deadline';
-import { EffectRunner } from './effect-runner';
+import { runActivity } from './effect-runner';
 import {
   acquireLeaseSignal,
   gatewayStateQuery,
@@ -87,7 +87,6 @@ export async function gatewayWorkflow(input: GatewayWorkflowInput): Promise<Gate
   });
 
   const deadline = new Deadline();
-  const fx = new EffectRunner();
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   for (;;) {
     const owed = state.owed[0];
@@ -98,7 +97,7 @@ export async function gatewayWorkflow(input: GatewayWorkflowInput): Promise<Gate
     }
     if (state.refreshOwed && state.current) {
       state.refreshOwed = false;
-      const { refreshed } = await fx.run('refreshGatewayMarkers', {
+      const { refreshed } = await runActivity('refreshGatewayMarkers', {
         holder: holder(state.current.incarnation),
         at: Date.now(),
       });

@@ -12,7 +12,6 @@ import {
   type SessionWorkflowInput as LegacyInput,
 } from './legacy/session-v1';
 import { Deadline } from './deadline';
-import { EffectRunner } from './effect-runner';
 import { SessionStatus, type SessionView, type SessionWorkflowInput } from '../contracts/session';
 import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from '../contracts/search-attributes';
 import { runEffect } from './session/effects';
@@ -44,14 +43,13 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
   setSessionHandlers(m, metrics, view, () => (changed = true));
 
   const deadline = new Deadline();
-  const fx = new EffectRunner();
   // SessionStatus while the run lives; a destroyed session is a closed run (one upsert fewer).
   let shown: SessionStatus = input.state?.status ?? SessionStatus.connected;
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   for (;;) {
     const step = m.next(Date.now());
     if (step.kind === 'effect') {
-      const outcome = await runEffect(fx, step.effect);
+      const outcome = await runEffect(step.effect);
       if (step.effect.kind === EffectKind.softDestroy && step.effect.lifetime === m.state.lifetime)
         metrics.presenceRemoved.add(1);
       m.done(step.effect, outcome);
