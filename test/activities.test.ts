@@ -72,6 +72,9 @@ async function captureRoutingKeys(config: Config, routingKeys: string[]) {
   };
 }
 
+/** The removal part of a presence leave's message id (after the room). */
+const removalOf = (m: { messageId?: string }) => m.messageId!.slice(m.messageId!.lastIndexOf(':') + 1);
+
 describe('activities against real Redis, Postgres and RabbitMQ', () => {
   let config: Config;
   let resources: Resources;
@@ -453,8 +456,9 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
           const message = leaves.find((m) => m.body.nspRoomId === room);
           expect(message).toBeDefined();
           expect(message!.routingKey).toBe(routingKey);
-          // The same id on every attempt of this leave: a consumer can drop a repeat.
-          expect(message!.messageId).toBe(`${cid}:${session.socketId}:leave:${room}`);
+          // One removal: the same id suffix for every room (and every attempt, below).
+          expect(message!.messageId).toBe(`${cid}:${session.socketId}:leave:${room}:${removalOf(leaves[0]!)}`);
+          expect(removalOf(message!)).toMatch(/^[0-9a-f]{12}$/);
           expect(message!.body).toEqual({
             nspRoomId: room,
             event: `${room}:$:presence:leave`,
@@ -583,6 +587,41 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
         expect(retry.rooms).toHaveLength(2);
         for (const key of new Set(routing)) await drain(capture, key);
         expect(leftRooms(capture)).toEqual([...rooms].sort());
+      } finally {
+        await capture.close();
+      }
+    });
+
+    it('a retry after a lost confirm resends under the same message id; presence added again is another removal, with another id', async () => {
+      const { appPid, session, cid, rooms } = await presentSession([ROOM1]);
+      const key = `$$:${appPid}:${ROOM1.bucket}`;
+      const capture = await captureRoutingKeys(config, [key]);
+      try {
+        // The broker takes the message, the confirm never reaches the attempt.
+        const lossy = Object.create(resources.amqp) as Resources['amqp'];
+        lossy.publish = async (routingKey, body, opts) => {
+          await resources.amqp.publish(routingKey, body, opts);
+          throw new Error('confirm lost');
+        };
+        const broken = createActivities({ ...resources, amqp: lossy, config, logger: testLogger });
+        await expect(broken.removeSessionPresence({ session, closingSocketId: session.socketId })).rejects.toThrow(
+          'confirm lost',
+        );
+        await activities.removeSessionPresence({ session, closingSocketId: session.socketId });
+        await drain(capture, key);
+        const [first, repeat] = capture.broadcasts();
+        expect(capture.broadcasts()).toHaveLength(2);
+        expect(repeat!.messageId).toBe(first!.messageId);
+
+        // The gateway adds the member again (a reconnect racing the destroy): a new lifetime.
+        await seedConnection(session, { rooms, presenceRooms: rooms, users: [] });
+        await activities.removeSessionPresence({ session, closingSocketId: session.socketId });
+        await drain(capture, key);
+        expect(capture.broadcasts()).toHaveLength(3);
+        const next = capture.broadcasts()[2]!;
+        expect(next.body.nspRoomId).toBe(rooms[0]);
+        expect(next.messageId).toMatch(new RegExp(`^${cid}:${session.socketId}:leave:${rooms[0]}:[0-9a-f]{12}$`));
+        expect(next.messageId).not.toBe(first!.messageId);
       } finally {
         await capture.close();
       }

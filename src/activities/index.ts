@@ -35,14 +35,15 @@ export function createActivities(deps: ActivityDeps): Activities {
     broadcast: boolean,
   ): Promise<PresenceResult> {
     const attempt = attemptToken();
-    const rooms = await store.removePresence(session.connectionId, closingSocketId, attempt);
-    if (rooms === null) return { skipped: true, rooms: [] };
+    const owed = await store.removePresence(session.connectionId, closingSocketId, attempt);
+    if (owed === null) return { skipped: true, rooms: [] };
+    const rooms = owed.map((o) => o.room);
     const published: string[] = [];
     try {
       const now = new Date();
-      for (const room of broadcast ? rooms : []) {
+      for (const { room, removal } of broadcast ? owed : []) {
         const message = presenceLeave(room, session, config.rabbitmq.queueCount, now);
-        await amqp.publish(message.routingKey, message.body, { messageId: presenceLeaveId(room, session) });
+        await amqp.publish(message.routingKey, message.body, { messageId: presenceLeaveId(room, session, removal) });
         published.push(room);
       }
       await store.leaveBroadcastsDone(session.connectionId, attempt, rooms);

@@ -14,12 +14,13 @@ export interface Broadcast {
 }
 
 /**
- * The AMQP message id of a socket's leave of a room: the same on every attempt, so a consumer can
- * drop the one repeat at-least-once delivery allows (a worker dying between the broker's confirm
- * and the write that records it).
+ * The AMQP message id of a leave of a room: the same on every attempt of one removal, so a consumer
+ * can drop the repeat at-least-once delivery allows (a worker dying between the broker's confirm
+ * and the write that records it); another removal (presence added again after the first, by a
+ * reconnect racing the destroy) has another id.
  */
-export function presenceLeaveId(nspRoomId: string, session: Session): string {
-  return `${session.connectionId}:${session.socketId}:leave:${nspRoomId}`;
+export function presenceLeaveId(nspRoomId: string, session: Session, removal: string): string {
+  return `${session.connectionId}:${session.socketId}:leave:${nspRoomId}:${removal}`;
 }
 
 export function presenceLeave(nspRoomId: string, session: Session, queueCount: number, now: Date): Broadcast {

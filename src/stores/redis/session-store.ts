@@ -12,16 +12,18 @@ import { throwOnFailure } from './transaction';
  */
 
 // KEYS: marker, presence-sets, presence-leaving, leave claim. ARGV: cid, closingSocketId, shapes,
-// attempt token, claim ttl ms. Moves the rooms to the leaving set and removes the member everywhere;
-// returns the rooms owed, claimed for this attempt, or -2 while another attempt holds the claim.
+// attempt token, claim ttl ms. Moves the rooms to the leaving set, each under the id of this removal
+// (a room already owed keeps its own), and removes the member everywhere; returns the owed leaves as
+// room, removal id pairs, claimed for this attempt, or -2 while another attempt holds the claim.
 const REMOVE_PRESENCE = `${MARKER_GUARD}${LEAVE_PRESENCE}
 local holder = redis.call('GET', KEYS[4])
 if holder and holder ~= ARGV[4] then return -2 end
 local rooms = redis.call('HKEYS', KEYS[2])
 leavePresence(ARGV[1], rooms, cjson.decode(ARGV[3]))
-for _, room in ipairs(rooms) do redis.call('HSET', KEYS[3], room, '1') end
+local removal = string.sub(redis.sha1hex(ARGV[4]), 1, 12)
+for _, room in ipairs(rooms) do redis.call('HSETNX', KEYS[3], room, removal) end
 redis.call('DEL', KEYS[2])
-local owed = redis.call('HKEYS', KEYS[3])
+local owed = redis.call('HGETALL', KEYS[3])
 if #owed > 0 then redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[5]) end
 return owed
 `;
@@ -33,6 +35,16 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 `;
 
 const LEAVE_CLAIMED = -2;
+
+/**
+ * A presence leave not yet confirmed by the broker. `removal` names the removal that made it owed:
+ * the presence a gateway adds again after a removal is another lifetime, whose leave must not share
+ * the first one's message id; a retry of the same removal sends the same id. (0.2 stored '1'.)
+ */
+export interface OwedLeave {
+  room: string;
+  removal: string;
+}
 
 /**
  * How long a claim on a session's owed leaves outlives an attempt that died holding it. An attempt
@@ -79,10 +91,10 @@ export class SessionStore {
   }
 
   /**
-   * Removes the presence member; returns the rooms whose leave is owed, claimed for `attempt`, or
-   * null if a newer socket is live. Throws LeaveClaimedError while another attempt holds the claim.
+   * Removes the presence member; returns the leaves owed, claimed for `attempt`, or null if a newer
+   * socket is live. Throws LeaveClaimedError while another attempt holds the claim.
    */
-  async removePresence(connectionId: string, closingSocketId: string, attempt: string): Promise<string[] | null> {
+  async removePresence(connectionId: string, closingSocketId: string, attempt: string): Promise<OwedLeave[] | null> {
     const result = (await this.redis.eval(
       REMOVE_PRESENCE,
       4,
@@ -97,7 +109,11 @@ export class SessionStore {
       LEAVE_CLAIM_TTL_MS,
     )) as number | string[];
     if (result === LEAVE_CLAIMED) throw new LeaveClaimedError(connectionId);
-    return result === NEWER_SOCKET_LIVE ? null : (result as string[]);
+    if (result === NEWER_SOCKET_LIVE) return null;
+    const flat = result as string[];
+    const owed: OwedLeave[] = [];
+    for (let i = 0; i < flat.length; i += 2) owed.push({ room: flat[i]!, removal: flat[i + 1]! });
+    return owed;
   }
 
   /** The leaves of `rooms` went out: no longer owed; the claim of `attempt` released. */
