@@ -57,6 +57,20 @@ describe('workflow replay', () => {
     expect(await replay(histories)).toEqual([]);
   });
 
+  it('replays the 0.4 histories (runs started with input version 3: no patch marker)', async () => {
+    const histories = release('0.4');
+    expect(histories.map((h) => h.workflowId)).toEqual(
+      expect.arrayContaining(['0.4/session-gateway-lost', '0.4/gateway-lease-lapsed', '0.4/session-continued-as-new']),
+    );
+    const markers = histories.flatMap((h) =>
+      ((h.history as { events?: { markerRecordedEventAttributes?: unknown }[] }).events ?? []).filter(
+        (e) => e.markerRecordedEventAttributes,
+      ),
+    );
+    expect(markers).toEqual([]);
+    expect(await replay(histories)).toEqual([]);
+  });
+
   describe('fresh histories (time-skipping)', () => {
     let env: TestWorkflowEnvironment;
     let stack: Awaited<ReturnType<typeof startStack>>;

@@ -1,7 +1,10 @@
+import { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { SessionStatus, gatewayWorkflowId, sessionWorkflowId, type SessionView } from '../src/client';
 import { devServerEnv, timeSkippingEnv } from './helpers/temporal';
 import { makeSession, seedApp, startStack, testConfig } from './helpers/stack';
+
+const { EventType } = temporal.api.enums.v1;
 
 /** Every run of a workflow chain (continue-as-new), newest first: event counts by type. */
 async function chainEvents(env: TestWorkflowEnvironment, workflowId: string) {
@@ -34,7 +37,7 @@ describe('session history cost', () => {
       await env?.teardown();
     });
 
-    it('costs at most 46 history events and 27 state transitions (four effects as regular activities, one patch marker)', async () => {
+    it('costs at most 44 history events and 27 state transitions (four effects as regular activities, no patch marker)', async () => {
       const { appPid } = await seedApp(stack.resources);
       const s = makeSession(appPid);
       await stack.client.connected(s);
@@ -45,8 +48,13 @@ describe('session history cost', () => {
       const d = await handle.describe();
       const transitions = Number(d.raw.workflowExecutionInfo?.stateTransitionCount);
       console.log(`lifecycle: ${d.historyLength} events, ${transitions} state transitions`);
-      expect(d.historyLength).toBeLessThanOrEqual(46);
+      expect(d.historyLength).toBeLessThanOrEqual(44);
       expect(transitions).toBeLessThanOrEqual(27);
+      // A run started since 0.4 never asks patched(): no marker, no TemporalChangeVersion upsert.
+      const { kinds } = await chainEvents(env, sessionWorkflowId(s.connectionId));
+      expect(kinds[EventType.EVENT_TYPE_MARKER_RECORDED] ?? 0).toBe(0);
+      // The one upsert left: SessionStatus at the close.
+      expect(kinds[EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES]).toBe(1);
     });
   });
 

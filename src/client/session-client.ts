@@ -243,7 +243,7 @@ export class SessionClient {
     await this.client.workflow.signalWithStart<GatewayWorkflow, [{ incarnation: string }]>('gatewayWorkflow', {
       workflowId: gatewayWorkflowId(gatewayId),
       taskQueue: this.options.taskQueue,
-      args: [{ gatewayId, idleTimeoutMs: this.options.idleTimeoutMs }],
+      args: [{ version: 3, gatewayId, idleTimeoutMs: this.options.idleTimeoutMs }],
       signal: acquireLeaseSignal,
       signalArgs: [{ incarnation }],
       staticSummary: `gateway ${gatewayId}`,
@@ -263,7 +263,7 @@ export class SessionClient {
   private async start(msg: ActiveMessage): Promise<void> {
     const s = msg.session;
     const input: SessionWorkflowInput = {
-      version: 2,
+      version: 3,
       active: msg,
       idleTimeoutMs: this.options.idleTimeoutMs,
       livenessTimeoutMs: 3 * this.forwardInterval,

@@ -55,6 +55,8 @@ export interface GatewayState {
 }
 
 export interface GatewayWorkflowInput {
+  /** 3 for runs started since 0.3; absent in 0.2's, which replay their local-activity markers. */
+  version?: 3;
   gatewayId: string;
   idleTimeoutMs: number;
   maxHistoryEvents?: number;

@@ -245,8 +245,12 @@ export interface SessionView {
 }
 
 export interface SessionWorkflowInput {
-  /** 2 for this code; absent in 0.1's inputs, which run the 0.1 code (src/workflows/legacy). */
-  version: 2;
+  /**
+   * Who started the run: 3 since 0.3, 2 for 0.2 (whose runs replay their local-activity markers,
+   * src/workflows/effect-runner.ts); absent in 0.1's inputs, which run the 0.1 code
+   * (src/workflows/legacy). Continue-as-new keeps it.
+   */
+  version: 2 | 3;
   /** First contact; ignored when `state` is carried over by continue-as-new. */
   active: ActiveMessage;
   idleTimeoutMs: number;

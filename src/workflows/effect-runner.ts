@@ -6,7 +6,7 @@ import {
   proxyLocalActivities,
 } from '@temporalio/workflow';
 import type { GatewayActivities } from '../contracts/gateway';
-import type { SessionActivities } from '../contracts/session';
+import type { SessionActivities, SessionWorkflowInput } from '../contracts/session';
 
 type Effects = SessionActivities & GatewayActivities;
 type Name = keyof Effects;
@@ -22,9 +22,11 @@ const local = proxyLocalActivities<Effects>({ startToCloseTimeout: '10s', retry 
 const durable = proxyActivities<Effects>({ startToCloseTimeout: '10s', retry });
 
 /**
- * Since 0.3 every effect is a regular activity. A run started by 0.2 replays its local-activity
- * markers through 0.2's path, and `patched` turns it to regular activities from its first task that
- * is not a replay, so no local activity is ever run anew.
+ * Since 0.3 every effect is a regular activity. A run started by 0.2 (input version 2) replays its
+ * local-activity markers through 0.2's path, and `patched` turns it to regular activities from its
+ * first task that is not a replay, so no local activity is ever run anew. A run started since 0.3
+ * (version 3) never asks: no marker, no `TemporalChangeVersion` upsert (2 events and a visibility
+ * write fewer a run).
  *
  * Why: in the SDK here (1.24), a workflow task whose local activities did not all resolve inside it
  * (a heartbeat past 80 % of the task timeout, a task completed early to answer a query, a worker
@@ -37,9 +39,11 @@ const durable = proxyActivities<Effects>({ startToCloseTimeout: '10s', retry });
 export function runActivity<K extends Name>(
   name: K,
   input: Input<K>,
-  options: { durable?: boolean } = {},
+  /** The input version of the run (SessionWorkflowInput, GatewayWorkflowInput): 2 for 0.2's runs. */
+  options: { startedBy: SessionWorkflowInput['version']; durable?: boolean },
 ): Promise<Output<K>> {
-  const proxy = !options.durable && !patched(EFFECTS_AS_ACTIVITIES) ? local[name] : durable[name];
+  const replayLocal = !options.durable && options.startedBy < 3 && !patched(EFFECTS_AS_ACTIVITIES);
+  const proxy = replayLocal ? local[name] : durable[name];
   return (proxy as unknown as (i: Input<K>) => Promise<Output<K>>)(input);
 }
 

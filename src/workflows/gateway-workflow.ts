@@ -97,10 +97,11 @@ export async function gatewayWorkflow(input: GatewayWorkflowInput): Promise<Gate
     }
     if (state.refreshOwed && state.current) {
       state.refreshOwed = false;
-      const { refreshed } = await runActivity('refreshGatewayMarkers', {
-        holder: holder(state.current.incarnation),
-        at: Date.now(),
-      });
+      const { refreshed } = await runActivity(
+        'refreshGatewayMarkers',
+        { holder: holder(state.current.incarnation), at: Date.now() },
+        { startedBy: input.version ?? 2 },
+      );
       state.counts.refreshed = refreshed;
       continue;
     }

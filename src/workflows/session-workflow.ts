@@ -49,7 +49,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
   for (;;) {
     const step = m.next(Date.now());
     if (step.kind === 'effect') {
-      const outcome = await runEffect(step.effect);
+      const outcome = await runEffect(step.effect, input.version);
       if (step.effect.kind === EffectKind.softDestroy && step.effect.lifetime === m.state.lifetime)
         metrics.presenceRemoved.add(1);
       m.done(step.effect, outcome);
