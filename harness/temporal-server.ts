@@ -9,9 +9,19 @@ import { sleep } from './sleep';
 export const NAMESPACE = 'default';
 
 /**
+ * The dev server's own knobs beyond the defaults: SQLite pragmas (`--sqlite-pragma`, which only
+ * change anything with a database file) and dynamic config values (`--dynamic-config-value`).
+ */
+export interface DevServerTuning {
+  sqlitePragmas: Record<string, string>;
+  dynamicConfig: Record<string, unknown>;
+}
+
+/**
  * A run's own Temporal dev server: a child process (the cached Temporal CLI) on a private port,
  * with tether's search attributes. With a database file it can be SIGKILLed and started again on
- * the same file and port (chaos); without one its state lives in memory (bench).
+ * the same file and port (chaos); without one its state lives in memory (bench). A tuning is for
+ * the bench's engine comparison.
  */
 export class TemporalDevServer {
   private child: ChildProcess | undefined;
@@ -23,13 +33,18 @@ export class TemporalDevServer {
     readonly port: number,
     readonly logFile: string,
     readonly dbFile?: string,
+    readonly tuning?: DevServerTuning,
   ) {}
 
   /** A server on a free port, with the CLI scripts/tools.sh put in place. */
-  static async create(opts: { logFile: string; dbFile?: string }): Promise<TemporalDevServer> {
+  static async create(opts: {
+    logFile: string;
+    dbFile?: string;
+    tuning?: DevServerTuning;
+  }): Promise<TemporalDevServer> {
     const { temporalCli } = readToolPaths();
     if (!temporalCli) throw new Error('no Temporal CLI: run `npm run setup` (scripts/tools.sh) first');
-    return new TemporalDevServer(temporalCli, await freePort(), opts.logFile, opts.dbFile);
+    return new TemporalDevServer(temporalCli, await freePort(), opts.logFile, opts.dbFile, opts.tuning);
   }
 
   get address(): string {
@@ -50,6 +65,11 @@ export class TemporalDevServer {
       String(this.port),
       '--headless',
       ...(this.dbFile ? ['--db-filename', this.dbFile] : []),
+      ...Object.entries(this.tuning?.sqlitePragmas ?? {}).flatMap(([k, v]) => ['--sqlite-pragma', `${k}=${v}`]),
+      ...Object.entries(this.tuning?.dynamicConfig ?? {}).flatMap(([k, v]) => [
+        '--dynamic-config-value',
+        `${k}=${JSON.stringify(v)}`,
+      ]),
       ...cliSearchAttributes(SEARCH_ATTRIBUTES).flatMap(({ name, type }) => ['--search-attribute', `${name}=${type}`]),
       '--log-level',
       'error',

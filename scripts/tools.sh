@@ -2,9 +2,14 @@
 # Puts the Temporal dev server (CLI) and the Java time-skipping test server in place, built once per
 # version under a cache outside the clone so that every fresh clone on this machine reuses them.
 # Prints nothing on a warm cache beyond one line per tool. Writes .tools.env for the test/start code.
+# `tools.sh --temporal-server` also builds the Temporal server and its SQL schema tool (the bench's
+# `server` engine); without it an existing build is recorded but none is started, since nothing
+# else needs it and it is the longest build of all.
 set -euo pipefail
 
 TEMPORAL_CLI_VERSION=v1.5.1
+# The server the CLI above embeds (its go.mod), so that the engines compare one server version.
+TEMPORAL_SERVER_VERSION=v1.29.1
 TEST_SERVER_VERSION=1.31.0
 CACHE=${TETHER_CACHE_DIR:-$HOME/.cache/tether}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +29,25 @@ temporal_cli() {
     (cd /tmp && GOBIN="$dir" GOFLAGS=-buildvcs=false go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION") >&2 || return 1
   fi
   echo "$bin"
+}
+
+# --- Temporal server + SQL schema tool with its Postgres schema, from the Go module proxy -----
+# One directory: bin/server, bin/temporal-sql-tool, schema/postgresql/v12 (copied from the module,
+# so that cleaning the Go module cache does not take the schema away from the built server).
+temporal_server() {
+  local dir="$CACHE/temporal-server-$TEMPORAL_SERVER_VERSION" mod="go.temporal.io/server" src
+  if [ ! -x "$dir/bin/server" ] || [ ! -x "$dir/bin/temporal-sql-tool" ] || [ ! -d "$dir/schema/postgresql/v12" ]; then
+    [ "${1:-}" = build ] || return 1
+    command -v go >/dev/null || { log "go not found: cannot build the Temporal server"; return 1; }
+    log "building Temporal server $TEMPORAL_SERVER_VERSION and its SQL tool (first time only, several minutes)"
+    rm -rf "$dir" && mkdir -p "$dir/bin" "$dir/schema/postgresql"
+    (cd /tmp && GOBIN="$dir/bin" GOFLAGS=-buildvcs=false \
+      go install "$mod/cmd/server@$TEMPORAL_SERVER_VERSION" "$mod/cmd/tools/sql@$TEMPORAL_SERVER_VERSION") >&2 || return 1
+    mv "$dir/bin/sql" "$dir/bin/temporal-sql-tool"
+    src=$(cd /tmp && go mod download -json "$mod@$TEMPORAL_SERVER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    cp -r "$src/schema/postgresql/v12" "$dir/schema/postgresql/" && chmod -R u+w "$dir/schema"
+  fi
+  echo "$dir"
 }
 
 # --- Java time-skipping test server, from Maven Central ---------------------------------------
@@ -58,9 +82,14 @@ WRAP
 
 cli=$(temporal_cli) || cli=""
 ts=$(test_server) || ts=""
+srv=$(temporal_server "$([ "${1:-}" = --temporal-server ] && echo build)") || srv=""
 [ -n "$cli" ] && log "temporal CLI: $cli" || log "temporal CLI unavailable: the SDK will try its own download"
 [ -n "$ts" ] && log "test server: $ts" || log "test server unavailable: the SDK will try its own download"
+if [ -n "$srv" ]; then log "temporal server: $srv"; elif [ "${1:-}" = --temporal-server ]; then log "temporal server unavailable"; exit 1; fi
+# Written whole and renamed: a test reading it meanwhile never sees it half written.
 {
   echo "TEMPORAL_CLI_PATH=$cli"
   echo "TEMPORAL_TEST_SERVER_PATH=$ts"
-} > "$ROOT/.tools.env"
+  echo "TEMPORAL_SERVER_DIR=$srv"
+} > "$ROOT/.tools.env.$$"
+mv "$ROOT/.tools.env.$$" "$ROOT/.tools.env"

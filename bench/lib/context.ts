@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import type Redis from 'ioredis';
 import type { Pool } from 'pg';
 import type { Config } from '../../src/config';
+import type { EngineInfo } from './engines';
 import type { Progress } from './progress';
 import type { Bundles } from './stack';
 
@@ -38,6 +39,8 @@ export interface ScenarioResult {
   durationMs: number;
   /** CPU seconds used during the scenario, by whom (noise indicator: `other`). */
   cpu?: CpuAccount;
+  /** The Temporal engine it ran on, in an `--engines` run (its figures' keys name it too). */
+  engine?: EngineInfo;
 }
 
 export interface CpuAccount {
@@ -46,6 +49,7 @@ export interface CpuAccount {
   /** CPU seconds. */
   bench: number;
   worker: number;
+  /** The Temporal server process (the dev server unless the run is on another engine). */
   devServer: number;
   /** Everything else on the machine (other people's tests, services: Redis, Postgres, RabbitMQ). */
   other: number;
@@ -53,11 +57,15 @@ export interface CpuAccount {
   machineBusyPct: number;
 }
 
-/** The run's Temporal dev server, as scenarios reach it. */
+/** The run's Temporal server (bench/lib/engines.ts), as scenarios reach it. */
 export interface BenchTemporal {
   address: string;
   namespace: string;
   client: Client;
+  /** The server process, for its CPU; undefined once it is gone. */
+  serverPid: number | undefined;
+  /** Processes doing the server's persistence apart from it (Postgres backends); none: in process. */
+  persistencePids?: () => Promise<number[]>;
 }
 
 export interface BenchContext {

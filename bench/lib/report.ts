@@ -1,6 +1,6 @@
 /** Machine description, CPU accounting, the printed table, the JSON file and the README table. */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { textTable as formatTable } from '../../harness/text-table';
 import type { CpuAccount, Figure, ScenarioResult } from './context';
@@ -61,27 +61,6 @@ function machineTicks(): { busy: number; total: number } | null {
   }
 }
 
-/** Children of this process whose command is the Temporal CLI (the dev server). */
-function devServerPids(): number[] {
-  const pids: number[] = [];
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-        const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-        if (ppid === process.pid && comm.startsWith('temporal')) pids.push(Number(entry));
-      } catch {
-        // the process ended meanwhile
-      }
-    }
-  } catch {
-    // no /proc
-  }
-  return pids;
-}
-
 export interface CpuSnapshot {
   at: number;
   machine: { busy: number; total: number } | null;
@@ -90,7 +69,14 @@ export interface CpuSnapshot {
   workers: Map<number, number>;
 }
 
-export function cpuSnapshot(workerPids: Iterable<number>): CpuSnapshot {
+/** CPU seconds (user + system, all threads) a process has used so far; null without /proc. */
+export function processCpuSeconds(pid: number): number | null {
+  const t = procTicks(pid);
+  return t === null ? null : t / TICK;
+}
+
+/** `serverPid`: the Temporal server's process (BenchTemporal.serverPid). */
+export function cpuSnapshot(workerPids: Iterable<number>, serverPid: number | undefined): CpuSnapshot {
   const own = process.cpuUsage();
   const workers = new Map<number, number>();
   for (const pid of workerPids) {
@@ -101,7 +87,7 @@ export function cpuSnapshot(workerPids: Iterable<number>): CpuSnapshot {
     at: Date.now(),
     machine: machineTicks(),
     bench: (own.user + own.system) / 1e6,
-    devServer: devServerPids().reduce((sum, pid) => sum + (procTicks(pid) ?? 0), 0) / TICK,
+    devServer: serverPid === undefined ? 0 : (procTicks(serverPid) ?? 0) / TICK,
     workers,
   };
 }
@@ -165,11 +151,69 @@ export function textTable(results: ScenarioResult[]): string {
   return formatTable(['scenario', 'figure', 'value', 'unit', 'note'], rows(results), (i) => i === 2);
 }
 
-export function markdownTable(results: ScenarioResult[]): string {
+function markdown(head: string[], right: (column: number) => boolean, body: string[][]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   return [
-    '| scenario | figure | value | unit | note |',
-    '| --- | --- | ---: | --- | --- |',
-    ...rows(results).map((r) => `| ${r.map(esc).join(' | ')} |`),
+    `| ${head.join(' | ')} |`,
+    `| ${head.map((_, i) => (right(i) ? '---:' : '---')).join(' | ')} |`,
+    ...body.map((r) => `| ${r.map(esc).join(' | ')} |`),
   ].join('\n');
+}
+
+export function markdownTable(results: ScenarioResult[]): string {
+  return markdown(['scenario', 'figure', 'value', 'unit', 'note'], (i) => i === 2, rows(results));
+}
+
+// ---- the engine comparison of an `--engines` run: one row per ceiling result with an engine
+
+const ENGINE_HEAD = [
+  'engine',
+  'server',
+  'persistence',
+  'dynamic config',
+  'workflows/s',
+  'history events / server CPU-s',
+  'history events / CPU-s, server + persistence',
+  'server CPU, % of a core',
+  'start-to-result p50, ms',
+];
+const ENGINE_FIGURES = [
+  'workflows_per_s',
+  'events_per_server_cpu_s',
+  'events_per_cpu_s_with_persistence',
+  'server_cpu_pct',
+  'latency_p50',
+];
+
+function engineRows(results: ScenarioResult[]): string[][] {
+  return results.flatMap(({ engine, figures, completed }) => {
+    if (!engine) return [];
+    const value = (figure: string) => {
+      const f = figures.find((x) => x.key === `ceiling.${engine.name}.${figure}`);
+      return f ? formatValue(f) : 'n/a';
+    };
+    const name = completed ? engine.name : `${engine.name} (did not complete)`;
+    const dynamic = Object.keys(engine.dynamicConfig).length ? 'throughput set (below)' : 'defaults';
+    return [[name, engine.server, engine.persistence, dynamic, ...ENGINE_FIGURES.map(value)]];
+  });
+}
+
+/** The dynamic config the tuned engines ran with, as `key=value`s. */
+function throughputSet(results: ScenarioResult[], quote: (s: string) => string): string[] {
+  const set = new Set(
+    results.flatMap(({ engine }) =>
+      Object.entries(engine?.dynamicConfig ?? {}).map(([k, v]) => quote(`${k}=${JSON.stringify(v)}`)),
+    ),
+  );
+  return set.size ? ['', `Throughput set: ${[...set].join(', ')}.`] : [];
+}
+
+export function engineTextTable(results: ScenarioResult[]): string {
+  return [formatTable(ENGINE_HEAD, engineRows(results), (i) => i >= 4), ...throughputSet(results, (s) => s)].join('\n');
+}
+
+export function engineMarkdown(results: ScenarioResult[]): string {
+  return [markdown(ENGINE_HEAD, (i) => i >= 4, engineRows(results)), ...throughputSet(results, (s) => `\`${s}\``)].join(
+    '\n',
+  );
 }

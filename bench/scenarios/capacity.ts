@@ -129,7 +129,7 @@ export const capacity: Scenario = {
       await sleep(idle);
       const holdFrom = Date.now();
       const unknownBefore = run.driver.stats.unknownSessions;
-      const cpu0 = cpuSnapshot([]);
+      const cpu0 = cpuSnapshot([], ctx.env.serverPid);
       while (Date.now() < holdFrom + cfg.holdMs) {
         const checks = watch.since(holdFrom);
         progress(
@@ -140,7 +140,7 @@ export const capacity: Scenario = {
           memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
       }
       await watch.stop();
-      const cpu1 = cpuSnapshot([]);
+      const cpu1 = cpuSnapshot([], ctx.env.serverPid);
       memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
       const holdS = (cpu1.at - cpu0.at) / 1000;
       const serverCpuPct = round(((cpu1.devServer - cpu0.devServer) / holdS) * 100, 1);

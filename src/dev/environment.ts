@@ -14,6 +14,11 @@ export interface ToolPaths {
   temporalCli?: string;
   /** Time-skipping test server wrapper; undefined: let the SDK download it. */
   testServer?: string;
+  /**
+   * Temporal server build (bin/server, bin/temporal-sql-tool, schema/) for the bench's `server`
+   * engine: there once `ensureTemporalServer()` has built it, never built by setup.
+   */
+  temporalServerDir?: string;
 }
 
 async function script(args: string[]): Promise<void> {
@@ -42,6 +47,17 @@ export async function ensureEnvironment(config: Config, opts: { browser?: boolea
   return readToolPaths();
 }
 
+/**
+ * Builds the Temporal server and its SQL tool when missing (`scripts/tools.sh --temporal-server`:
+ * cached, several minutes the first time only) and returns their directory.
+ */
+export async function ensureTemporalServer(): Promise<string> {
+  await script(['scripts/tools.sh', '--temporal-server']);
+  const { temporalServerDir } = readToolPaths();
+  if (!temporalServerDir) throw new Error('scripts/tools.sh --temporal-server recorded no server');
+  return temporalServerDir;
+}
+
 /** Tool paths written by scripts/tools.sh; an explicit environment override wins. */
 export function readToolPaths(file = path.join(ROOT, '.tools.env')): ToolPaths {
   const vars: Record<string, string> = {};
@@ -56,5 +72,6 @@ export function readToolPaths(file = path.join(ROOT, '.tools.env')): ToolPaths {
   return {
     temporalCli: vars.TEMPORAL_CLI_PATH || undefined,
     testServer: vars.TEMPORAL_TEST_SERVER_PATH || undefined,
+    temporalServerDir: vars.TEMPORAL_SERVER_DIR || undefined,
   };
 }
