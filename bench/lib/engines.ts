@@ -1,7 +1,8 @@
 /**
  * The Temporal engines a bench run can use, one at a time: the dev server as every scenario runs
- * on it (`dev`), the same dev server with its tuning flags (`dev-tuned`), and a production-shaped
- * server on Postgres (`server`). `--engines` runs the ceiling scenario once on each (issue #16's
+ * on it (`dev`, in memory), on a database file with the default pragmas (`dev-file`, `npm start`
+ * before 0.4), on a file with WAL as `npm start` runs it (`dev-wal`), with no fsync and the
+ * throughput dynamic config (`dev-tuned`), and a production-shaped server on Postgres (`server`). `--engines` runs the ceiling scenario once on each (issue #16's
  * engine table), so that the cost of a history event is known for more than the dev server.
  */
 import path from 'node:path';
@@ -10,9 +11,10 @@ import type { Pool } from 'pg';
 import { TemporalPostgresServer } from '../../harness/temporal-postgres-server';
 import { NAMESPACE, TemporalDevServer, type DevServerTuning } from '../../harness/temporal-server';
 import type { Config } from '../../src/config';
+import { DEV_SQLITE_PRAGMAS } from '../../src/dev/dev-server';
 import { ensureTemporalServer } from '../../src/dev/environment';
 
-export const ENGINE_NAMES = ['dev', 'dev-tuned', 'server'] as const;
+export const ENGINE_NAMES = ['dev', 'dev-file', 'dev-wal', 'dev-tuned', 'server'] as const;
 export type EngineName = (typeof ENGINE_NAMES)[number];
 
 /**
@@ -42,13 +44,21 @@ export const THROUGHPUT_DYNAMIC_CONFIG: Record<string, unknown> = {
   'system.enableActivityEagerExecution': true,
 };
 
-/** What the dev server's flags can change beyond dynamic config: SQLite on a file, no fsync. */
+// Only meaningful with a database file (an in-memory database has no journal to write ahead and
+// nothing to sync), hence the file of dev-wal and dev-tuned. dev-wal is what npm start now runs.
+const pragmaRecord = (list: string[]) => Object.fromEntries(list.map((p) => p.split('=') as [string, string]));
+
+/** What the dev server's flags can change: SQLite pragmas, dynamic config. */
+const DEV_WAL: DevServerTuning = { sqlitePragmas: pragmaRecord(DEV_SQLITE_PRAGMAS), dynamicConfig: {} };
 const DEV_TUNING: DevServerTuning = {
-  // Only meaningful with a database file (an in-memory database has no journal to write ahead
-  // and nothing to sync), hence dev-tuned's file.
   sqlitePragmas: { journal_mode: 'wal', synchronous: 'off' },
   dynamicConfig: THROUGHPUT_DYNAMIC_CONFIG,
 };
+
+const pragmas = (t: DevServerTuning) =>
+  Object.entries(t.sqlitePragmas)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
 
 export interface EngineInfo {
   name: EngineName;
@@ -66,12 +76,22 @@ export const ENGINES: Record<EngineName, EngineInfo> = {
     persistence: 'SQLite in memory',
     dynamicConfig: {},
   },
+  'dev-file': {
+    name: 'dev-file',
+    server: 'start-dev --headless (CLI v1.5.1)',
+    persistence: 'SQLite database file, default pragmas (npm start until 0.4)',
+    dynamicConfig: {},
+  },
+  'dev-wal': {
+    name: 'dev-wal',
+    server: 'start-dev --headless (CLI v1.5.1)',
+    persistence: `SQLite database file, ${pragmas(DEV_WAL)} (npm start since 0.4)`,
+    dynamicConfig: {},
+  },
   'dev-tuned': {
     name: 'dev-tuned',
     server: 'start-dev --headless (CLI v1.5.1)',
-    persistence: `SQLite database file, ${Object.entries(DEV_TUNING.sqlitePragmas)
-      .map(([k, v]) => `${k}=${v}`)
-      .join(', ')}`,
+    persistence: `SQLite database file, ${pragmas(DEV_TUNING)}`,
     dynamicConfig: THROUGHPUT_DYNAMIC_CONFIG,
   },
   server: {
@@ -125,6 +145,17 @@ async function createServer(
   switch (name) {
     case 'dev':
       return TemporalDevServer.create({ logFile: path.join(dir, 'temporal.log') });
+    case 'dev-file':
+      return TemporalDevServer.create({
+        logFile: path.join(dir, 'temporal-dev-file.log'),
+        dbFile: path.join(dir, 'temporal-dev-file.db'),
+      });
+    case 'dev-wal':
+      return TemporalDevServer.create({
+        logFile: path.join(dir, 'temporal-dev-wal.log'),
+        dbFile: path.join(dir, 'temporal-dev-wal.db'),
+        tuning: DEV_WAL,
+      });
     case 'dev-tuned':
       return TemporalDevServer.create({
         logFile: path.join(dir, 'temporal-dev-tuned.log'),
