@@ -32,6 +32,15 @@ describe('.env.example agrees with src/config.ts', () => {
     expect(loadConfig(envExample())).toEqual(loadConfig({}));
   });
 
+  test('docker-compose.yml sets the worker no variable the config does not read', () => {
+    const compose = readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8');
+    const worker = compose.slice(compose.indexOf('\n  worker:'));
+    const set = [...worker.matchAll(/^ {6}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1]!);
+    expect(set.length).toBeGreaterThan(5);
+    const read = new Set(configVariables());
+    expect(set.filter((name) => !read.has(name))).toEqual([]);
+  });
+
   test('no variable is described as unused or ignored', () => {
     const text = readFileSync(path.join(ROOT, '.env.example'), 'utf8');
     expect(text).not.toMatch(/\bunused\b|\bignored\b/i);

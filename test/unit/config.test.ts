@@ -2,8 +2,9 @@ import { ConfigError, configFromEnvOrExit, loadConfig } from '../../src/config';
 
 /**
  * loadConfig, pure: every default, every variable name, every message written out exactly, both
- * sides of every bound. test/config.test.ts covers the same reader from the outside (and starts
- * `npm start` with a bad value); this file is the one `npm run mutate` runs against src/config.ts.
+ * sides of every bound; this file is the one `npm run mutate` runs against src/config.ts.
+ * test/bad-config-start.test.ts starts `npm start` with a bad value, test/env-example.test.ts
+ * holds .env.example and docker-compose.yml to the variables read here.
  */
 
 function refused(env: Record<string, string>): ConfigError {
