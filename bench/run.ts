@@ -323,15 +323,18 @@ export async function runBench(
 
 /**
  * Replaces the blocks of bench/README.md with this run's tables (never typed by hand): the ceiling
- * per engine in the engines block, every other result in the results block; a block this run has
- * nothing for stays as it was.
+ * per engine in the engines block, every other scenario in a block of its own inside the results
+ * block (so that a run of some scenarios leaves the latest figures of the others in place).
  */
-async function updateReadme(report: BenchReport, shown: ScenarioResult[], file: string | null): Promise<void> {
+export async function updateReadme(report: BenchReport, shown: ScenarioResult[], file: string | null): Promise<void> {
   const readme = path.join(ROOT, 'bench/README.md');
   let updated = readFileSync(readme, 'utf8');
   const onEngines = shown.filter((r) => r.engine);
   const rest = shown.filter((r) => !r.engine);
-  if (rest.length) updated = replaceBlock(updated, 'results', [runLine(report, rest, file), '', markdownTable(rest)]);
+  for (const scenario of [...new Set(rest.map((r) => r.scenario.split('/')[0]!))]) {
+    const mine = rest.filter((r) => r.scenario.split('/')[0] === scenario);
+    updated = replaceBlock(updated, `results:${scenario}`, [runLine(report, mine, file), '', markdownTable(mine)]);
+  }
   if (onEngines.length)
     updated = replaceBlock(updated, 'engines', [runLine(report, onEngines, file), '', engineMarkdown(onEngines)]);
   // Formatted as `npm run lint` (prettier --check) wants it; a dev dependency, so best effort.
@@ -345,14 +348,21 @@ async function updateReadme(report: BenchReport, shown: ScenarioResult[], file: 
   writeFileSync(readme, updated);
 }
 
-/** `text` with what lies between `<!-- name:start -->` and `<!-- name:end -->` replaced by `lines`. */
+/**
+ * `text` with what lies between `<!-- name:start -->` and `<!-- name:end -->` replaced by `lines`;
+ * a `results:{scenario}` block not there yet is added at the end of the results block.
+ */
 function replaceBlock(text: string, name: string, lines: string[]): string {
   const start = `<!-- ${name}:start -->`;
   const end = `<!-- ${name}:end -->`;
+  const block = [start, '', ...lines, '', end].join('\n');
   const i = text.indexOf(start);
   const j = text.indexOf(end);
-  if (i < 0 || j < i) throw new Error(`bench/README.md has no ${start} … ${end} block`);
-  return text.slice(0, i) + [start, '', ...lines, '', end].join('\n') + text.slice(j + end.length);
+  if (i >= 0 && j > i) return text.slice(0, i) + block + text.slice(j + end.length);
+  const container = '<!-- results:end -->';
+  const k = text.indexOf(container);
+  if (!name.startsWith('results:') || k < 0) throw new Error(`bench/README.md has no ${start} … ${end} block`);
+  return `${text.slice(0, k)}${block}\n\n${text.slice(k)}`;
 }
 
 /** When, on what, and how busy the machine was around these results. */
