@@ -31,16 +31,24 @@ describe('user edge broadcasts under retry', () => {
     return { capture, input, appPid, user };
   }
 
+  /** Runs the edge's online effect and waits for its first broadcast. */
+  async function onlineUntilBroadcast(
+    input: Awaited<ReturnType<typeof seededEdge>>['input'],
+    capture: Awaited<ReturnType<typeof seededEdge>>['capture'],
+  ) {
+    await activities.userOnline(input);
+    await waitFor(
+      'the connect broadcast',
+      () => capture.events(),
+      (e) => e.length >= 1,
+    );
+  }
+
   it('a retry resumes after the last confirmed message: connection:status is not sent twice', async () => {
     // The first attempt confirmed connection:status, then failed before connect.
     const { capture, input, appPid, user } = await seededEdge((key, edge) => resources.redis.set(key, `${edge}|1`));
     try {
-      await activities.userOnline(input);
-      await waitFor(
-        'the connect broadcast',
-        () => capture.events(),
-        (e) => e.length >= 1,
-      );
+      await onlineUntilBroadcast(input, capture);
       // A second retry of the same edge (the activity's completion was lost) sends nothing.
       await activities.userOnline(input);
       await capture.drain();
@@ -58,12 +66,7 @@ describe('user edge broadcasts under retry', () => {
     const legacy = legacyKeys.edgeProgress(appPid, user.clientId);
     await resources.redis.set(legacy, `${input.edge}|1`, 'EX', 60);
     try {
-      await activities.userOnline(input);
-      await waitFor(
-        'the connect broadcast',
-        () => capture.events(),
-        (e) => e.length >= 1,
-      );
+      await onlineUntilBroadcast(input, capture);
       await capture.drain();
       expect(capture.events()).toEqual(['connect']);
       expect(keys.edgeProgress(appPid, user.clientId)).toBe(`tether:client:${appPid}:${user.clientId}:edge-published`);
