@@ -115,7 +115,11 @@ export interface GatewayKillResult {
   movedConns: Conn[];
 }
 
-/** A lost session must be destroyed within 4 × idle of the kill, plus this (the bench's bound). */
+/**
+ * A lost session must be destroyed within the design's own delays counted from the gateway's last
+ * renewal (the lease lapses 4 × idle after it, the hard destroy comes 4 × idle after the close),
+ * plus this for the lapse check, the fan-out and the effects.
+ */
 export const GATEWAY_LOST_SLACK_MS = 10_000;
 
 /**
@@ -187,7 +191,8 @@ async function checkLost(
   killedAt: number,
   lastRenewalAt: number,
 ): Promise<number | null> {
-  const deadline = killedAt + 4 * c.idleMs + GATEWAY_LOST_SLACK_MS;
+  // Not from the kill: a kill just after a renewal leaves the lease its whole 4 × idle to lapse.
+  const deadline = lastRenewalAt + 8 * c.idleMs + GATEWAY_LOST_SLACK_MS;
   let lastClosed = 0;
   let allClosed = true;
   await mapLimit(lost, 8, async (conn) => {
@@ -214,7 +219,7 @@ async function checkLost(
       allClosed = false;
       return fail(
         closedAt === null
-          ? `still running ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill (bound 4 × idle + ${GATEWAY_LOST_SLACK_MS / 1000} s)`
+          ? `still running ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill (bound ${(deadline - killedAt) / 1000} s: 8 × idle + ${GATEWAY_LOST_SLACK_MS / 1000} s from the last renewal)`
           : `destroyed ${closedAt - killedAt} ms after the kill (bound ${deadline - killedAt} ms)`,
       );
     }
