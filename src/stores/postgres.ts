@@ -121,6 +121,12 @@ export class PgStore {
 
   private async transaction<T>(fn: (db: PoolClient) => Promise<T>): Promise<T> {
     const db = await this.pool.connect();
+    // A checked-out client has no pool listener: a connection the server ends between two queries
+    // (an outage) would emit an unhandled 'error' and kill the worker. The next query fails instead,
+    // the activity retries, and the broken client is discarded, not returned to the pool.
+    let broken: Error | undefined;
+    const onError = (err: Error) => (broken = err);
+    db.on('error', onError);
     try {
       await db.query('BEGIN');
       const result = await fn(db);
@@ -130,7 +136,8 @@ export class PgStore {
       await db.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
-      db.release();
+      db.off('error', onError);
+      db.release(broken);
     }
   }
 }
