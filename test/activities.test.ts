@@ -7,6 +7,8 @@ import type { Config } from '../src/config';
 import { createLogger } from '../src/logger';
 import { openResources, type Resources } from '../src/service/resources';
 import type { Session } from '../src/contracts/session';
+import { PgStore } from '../src/stores/postgres';
+import { markerTemplate, sessionOfTemplate } from '../src/stores/redis/marker';
 import { waitFor } from './helpers/broadcasts';
 import { makeSession, nanoid, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';
 
@@ -410,6 +412,55 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
       expect(logged).toEqual([
         expect.objectContaining({ level: 'error', connectionId: session.connectionId, appPid: session.appPid }),
       ]);
+    });
+
+    it('a lost gateway’s closes recorded in bulk (from the index’s marker templates) write the rows a disconnect writes; an unknown app is left out; twice is once', async () => {
+      const appPid = await app();
+      const t0 = Date.now() - 60_000;
+      // Non-ASCII ids: the template's offset counts bytes, and must give back these exact strings.
+      const one = await userSession(appPid);
+      const bulk = await userSession(appPid);
+      Object.assign(bulk, { keyId: `clé-${nanoid()}`, uid: `ünï-${bulk.uid}` });
+      for (const s of [one, bulk]) await activities.recordConnectionEvent({ session: s, type: 'connect', at: t0 });
+      const before = (await sessionRows(bulk.connectionId))[0]!;
+      await new Promise((r) => setTimeout(r, 20));
+
+      await activities.recordConnectionEvent({ session: one, type: 'disconnect', at: t0 + 5_000 });
+      const stranger = makeSession(nanoid()); // no applications row
+      const pgStore = new PgStore(resources.pg);
+      const fromIndex = [bulk, stranger].map((s) => sessionOfTemplate(markerTemplate(s)));
+      expect(fromIndex[0]).toEqual({
+        appPid,
+        keyId: bulk.keyId,
+        uid: bulk.uid,
+        clientId: bulk.clientId,
+        connectionId: bulk.connectionId,
+        socketId: bulk.socketId,
+      });
+      expect(await pgStore.recordDisconnects(fromIndex, t0 + 5_000)).toEqual([bulk.connectionId]);
+      expect(await pgStore.recordDisconnects(fromIndex, t0 + 5_000)).toEqual([bulk.connectionId]);
+
+      const shape = async (s: Session) =>
+        (await connectionRows(s.connectionId)).map((e) => ({
+          ...e,
+          uid: e.uid === s.uid,
+          clientId: e.clientId === s.clientId,
+          connectionId: e.connectionId === s.connectionId,
+          socketId: e.socketId === s.socketId,
+        }));
+      expect(await shape(bulk)).toEqual(await shape(one));
+      expect((await shape(bulk)).map((e) => [e.connectionEventType, e.createdAtMs])).toEqual([
+        ['connect', t0],
+        ['disconnect', t0 + 5_000],
+      ]);
+      const after = await sessionRows(bulk.connectionId);
+      expect(after).toHaveLength(1);
+      expect(after[0]!.updatedAt.getTime()).toBeGreaterThan(before.updatedAt.getTime());
+      const { rows } = await resources.pg.query<{ n: string }>(
+        'SELECT count(*) AS n FROM connections WHERE "connectionId" = $1',
+        [stranger.connectionId],
+      );
+      expect(rows[0]!.n).toBe('0');
     });
   });
 

@@ -85,6 +85,30 @@ describe('gateway lease (time-skipping)', () => {
     expect(await stack.resources.redis.exists(keys.gatewayIndex(a.holder.gatewayId, a.holder.incarnation))).toBe(0);
   });
 
+  it('a lost incarnation’s fan-out records its closes in one batch: each disconnect row dated at the last renewal, no close effect run by a session', async () => {
+    const a = gateway();
+    const held = [makeSession(appPid), makeSession(appPid), makeSession(appPid)];
+    for (const s of held) await a.connected(s, serverTime);
+    await advance(IDLE, a);
+    const lastRenewal = (await lease(a)).current!.renewedAt;
+    await advance(LAPSE + IDLE);
+    for (const s of held) {
+      const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
+      expect(((await handle.result()) as SessionView).destroyReason).toBe(DestroyReason.gatewayLost);
+      const activities = (await handle.fetchHistory()).events!.flatMap((e) => {
+        const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
+        return name ? [name] : [];
+      });
+      expect(activities).toEqual(['connectSession', 'softDestroySession', 'hardDestroySession']);
+      const { rows } = await stack.resources.pg.query<{ socketId: string; at: number }>(
+        `SELECT "socketId", round(extract(epoch FROM "createdAt") * 1000)::float8 AS at FROM connections
+          WHERE "connectionId" = $1 AND "connectionEventType" = 'disconnect'`,
+        [s.connectionId],
+      );
+      expect(rows).toEqual([{ socketId: s.socketId, at: lastRenewal }]);
+    }
+  });
+
   it('a new incarnation of the same gatewayId takes the lease: the old one’s sessions close, those reconnected through the new one stay', async () => {
     const old = gateway();
     const [s1, s2] = [makeSession(appPid), makeSession(appPid)];
@@ -125,6 +149,12 @@ describe('gateway lease (time-skipping)', () => {
     expect(await indexed(b, s)).toBe(true);
     await advance(LAPSE + IDLE, b);
     expect((await state(b, s)).status).toBe(SessionStatus.connected);
+    // a's fan-out recorded no close for it: it had left a's index.
+    const closes = await stack.resources.pg.query(
+      `SELECT 1 FROM connections WHERE "connectionId" = $1 AND "connectionEventType" = 'disconnect'`,
+      [s.connectionId],
+    );
+    expect(closes.rowCount).toBe(0);
   });
 
   it('a released lease (clean shutdown) closes what its gateway still held and ends the gateway run', async () => {

@@ -135,7 +135,7 @@ export function createActivities(deps: ActivityDeps): Activities {
 
   return {
     ...session,
-    ...createGatewayActivities({ ...deps, index }),
+    ...createGatewayActivities({ ...deps, index, pgStore: pgFx }),
     // 0.1's session activities: runs of the 0.1 workflow still call them until they drain.
     ...v1,
     ...users,

@@ -100,6 +100,11 @@ export interface ActiveMessage {
 export interface GatewayLostMessage extends GatewayHolder {
   /** The lost incarnation's last renewal (workflow time of the gateway workflow), epoch ms. */
   at: number;
+  /**
+   * The socket whose close the fan-out already recorded in bulk (its disconnect row, as of `at`):
+   * the session owes no close effect for it. Absent: the session records its close itself.
+   */
+  closedSocketId?: string;
 }
 export interface HeartbeatMessage {
   at: number;
@@ -130,7 +135,9 @@ export function checkActive(v: unknown): Check<ActiveMessage> {
 export function checkGatewayLost(v: unknown): Check<GatewayLostMessage> {
   return run(() => {
     if (!isRecord(v)) fail('message', 'must be an object');
-    return { ...gatewayOf(v, ''), at: epochMs(v.at, 'at') ?? fail('at', 'is required') };
+    const msg: GatewayLostMessage = { ...gatewayOf(v, ''), at: epochMs(v.at, 'at') ?? fail('at', 'is required') };
+    if (v.closedSocketId !== undefined) msg.closedSocketId = text(v.closedSocketId, 'closedSocketId');
+    return msg;
   });
 }
 

@@ -69,6 +69,42 @@ export class PgStore {
   }
 
   /**
+   * The disconnect rows of many sessions closed at one moment (a lost gateway's), in one statement:
+   * per session what `recordConnectionEvent` writes for a disconnect. Sessions of an unknown app
+   * are left out. Returns the connectionIds recorded.
+   */
+  async recordDisconnects(
+    sessions: Pick<Session, 'appPid' | 'keyId' | 'uid' | 'clientId' | 'connectionId' | 'socketId'>[],
+    at: number,
+  ): Promise<string[]> {
+    if (sessions.length === 0) return [];
+    const { rows } = await this.pool.query<{ connectionId: string }>(
+      `WITH input AS (
+         SELECT a.id AS "appId", x.*
+         FROM jsonb_to_recordset($1::jsonb)
+           AS x("appPid" text, "keyId" text, uid text, "clientId" text, "connectionId" text, "socketId" text)
+         JOIN applications a ON a.pid = x."appPid"
+       ), touched AS (
+         INSERT INTO sessions ("appId", "appPid", "keyId", uid, "clientId", "connectionId", "socketId", "createdAt", "updatedAt")
+         SELECT "appId", "appPid", "keyId", uid, "clientId", "connectionId", "socketId", now(), now() FROM input
+         ON CONFLICT (uid, "connectionId") DO UPDATE SET "updatedAt" = now()
+       )
+       INSERT INTO connections ("appId", "appPid", uid, "clientId", "connectionId", "socketId", "connectionEventType", "connectionChange", "createdAt")
+       SELECT "appId", "appPid", uid, "clientId", "connectionId", "socketId", $3, -1,
+              to_timestamp($2::double precision / 1000) AT TIME ZONE 'UTC'
+       FROM input
+       ON CONFLICT ("connectionId", "connectionEventType") DO UPDATE SET "socketId" = EXCLUDED."socketId"
+       RETURNING "connectionId"`,
+      [
+        JSON.stringify(sessions.map((s) => ({ ...s, clientId: s.clientId ?? null }))),
+        at,
+        ConnectionEventType.disconnect,
+      ],
+    );
+    return rows.map((r) => r.connectionId);
+  }
+
+  /**
    * Idempotent: a retried or repeated destroy keeps the first `disconnectedAt`; a connect or
    * disconnect event since then (which bumps `updatedAt`) opens the next lifetime of the row.
    */

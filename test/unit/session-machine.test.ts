@@ -296,6 +296,17 @@ describe('session machine: gateway lost', () => {
     expect(m.state.destroyReason).toBe(DestroyReason.gatewayLost);
   });
 
+  it('owes no close effect for the socket whose close the fan-out recorded, and still owes it for another socket', () => {
+    const { m, s } = connected();
+    m.gatewayLost({ ...GW, at: T0 + 60_000, closedSocketId: s.socketId }, T0 + 180_000);
+    expect(m.state).toMatchObject({ status: SessionStatus.disconnected, closeOwed: false });
+    expect(effectOf(m.next(T0 + 180_000)).kind).toBe(EffectKind.softDestroy);
+
+    const other = connected().m;
+    other.gatewayLost({ ...GW, at: T0 + 60_000, closedSocketId: randomUUID() }, T0 + 180_000);
+    expect(effectOf(other.next(T0 + 180_000))).toMatchObject({ kind: EffectKind.close, at: T0 + 60_000 });
+  });
+
   it('never closes before now, whatever time the signal claims', () => {
     const { m } = connected();
     m.gatewayLost({ ...GW, at: T0 + 999_999 }, T0 + 5);

@@ -129,6 +129,11 @@ export class GatewayIndex {
     } while (cursor !== '0');
   }
 
+  /** The marker templates of these connections, null for one that left the index meanwhile. */
+  async templates(holder: GatewayHolder, connectionIds: string[]): Promise<(string | null)[]> {
+    return connectionIds.length ? this.redis.hmget(indexKey(holder), ...connectionIds) : [];
+  }
+
   async delete(holder: GatewayHolder): Promise<void> {
     await this.redis.del(indexKey(holder));
   }

@@ -18,6 +18,27 @@ export function markerTemplate(session: Session): string {
   return `${Buffer.byteLength(a.slice(0, i))}|${json}`;
 }
 
+/** The session fields of a connection's rows, read back from its marker template (see above). */
+export function sessionOfTemplate(
+  template: string,
+): Pick<Session, 'appPid' | 'keyId' | 'uid' | 'clientId' | 'connectionId' | 'socketId'> {
+  const bar = template.indexOf('|');
+  const offset = Number(template.slice(0, bar));
+  // The offset counts bytes (for Lua), so the timestamp goes back in on the bytes.
+  const json = Buffer.from(template.slice(bar + 1));
+  const m = JSON.parse(
+    Buffer.concat([json.subarray(0, offset), Buffer.from('t'), json.subarray(offset)]).toString(),
+  ) as Session;
+  return {
+    appPid: m.appPid,
+    keyId: m.keyId,
+    uid: m.uid,
+    clientId: m.clientId,
+    connectionId: m.connectionId,
+    socketId: m.socketId,
+  };
+}
+
 export function markerTtlSeconds(idleTimeoutMs: number): number {
   return Math.max(1, Math.ceil((idleTimeoutMs / 1000) * 3));
 }

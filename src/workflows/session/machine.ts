@@ -114,7 +114,7 @@ export class SessionMachine {
     const msg = checkGatewayLost(raw);
     if (!msg.ok) return this.drop('gatewayLost', msg);
     const s = this.state;
-    const { gatewayId, incarnation, at } = msg.value;
+    const { gatewayId, incarnation, at, closedSocketId } = msg.value;
     const held = s.holder.gatewayId === gatewayId && s.holder.incarnation === incarnation;
     if (s.status !== SessionStatus.connected || !held) {
       s.counts.ignoredGatewayLost++; // moved to another gateway, or already closed
@@ -122,7 +122,8 @@ export class SessionMachine {
     }
     // As if the socket closed at the gateway's last renewal: its deadlines may already be due.
     const closedAt = Math.min(at, now);
-    this.close(closedAt, closedAt, DestroyReason.gatewayLost);
+    // The fan-out wrote this socket's disconnect row in bulk (and drops the index): nothing to record.
+    this.close(closedAt, closedAt, DestroyReason.gatewayLost, closedSocketId !== s.socketId);
   }
 
   invalidate(raw: unknown): void {
