@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
+import { DEV_DYNAMIC_CONFIG, dynamicConfigArgs } from '../src/dev/dev-server';
 import { readToolPaths } from '../src/dev/environment';
 import { cliSearchAttributes, SEARCH_ATTRIBUTES } from '../src/contracts/search-attributes';
 import { freePort } from './free-port';
@@ -20,8 +21,9 @@ export interface DevServerTuning {
 /**
  * A run's own Temporal dev server: a child process (the cached Temporal CLI) on a private port,
  * with tether's search attributes. With a database file it can be SIGKILLed and started again on
- * the same file and port (chaos); without one its state lives in memory (bench). A tuning is for
- * the bench's engine comparison.
+ * the same file and port (chaos); without one its state lives in memory (bench). It runs with
+ * `npm start`'s dynamic config (DEV_DYNAMIC_CONFIG); a tuning, for the bench's engine comparison,
+ * adds to it.
  */
 export class TemporalDevServer {
   private child: ChildProcess | undefined;
@@ -66,10 +68,7 @@ export class TemporalDevServer {
       '--headless',
       ...(this.dbFile ? ['--db-filename', this.dbFile] : []),
       ...Object.entries(this.tuning?.sqlitePragmas ?? {}).flatMap(([k, v]) => ['--sqlite-pragma', `${k}=${v}`]),
-      ...Object.entries(this.tuning?.dynamicConfig ?? {}).flatMap(([k, v]) => [
-        '--dynamic-config-value',
-        `${k}=${JSON.stringify(v)}`,
-      ]),
+      ...dynamicConfigArgs({ ...DEV_DYNAMIC_CONFIG, ...this.tuning?.dynamicConfig }),
       ...cliSearchAttributes(SEARCH_ATTRIBUTES).flatMap(({ name, type }) => ['--search-attribute', `${name}=${type}`]),
       '--log-level',
       'error',

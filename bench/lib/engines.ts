@@ -4,6 +4,8 @@
  * before 0.4), on a file with WAL as `npm start` runs it (`dev-wal`), with no fsync and the
  * throughput dynamic config (`dev-tuned`), and a production-shaped server on Postgres (`server`). `--engines` runs the ceiling scenario once on each (issue #16's
  * engine table), so that the cost of a history event is known for more than the dev server.
+ * Every dev engine runs with npm start's dynamic config (DEV_DYNAMIC_CONFIG: eager activities,
+ * since 0.5); the tuned ones add the throughput set below.
  */
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -11,7 +13,7 @@ import type { Pool } from 'pg';
 import { TemporalPostgresServer } from '../../harness/temporal-postgres-server';
 import { NAMESPACE, TemporalDevServer, type DevServerTuning } from '../../harness/temporal-server';
 import type { Config } from '../../src/config';
-import { DEV_SQLITE_PRAGMAS } from '../../src/dev/dev-server';
+import { DEV_DYNAMIC_CONFIG, DEV_SQLITE_PRAGMAS } from '../../src/dev/dev-server';
 import { ensureTemporalServer } from '../../src/dev/environment';
 
 export const ENGINE_NAMES = ['dev', 'dev-file', 'dev-wal', 'dev-tuned', 'server'] as const;
@@ -74,19 +76,19 @@ export const ENGINES: Record<EngineName, EngineInfo> = {
     name: 'dev',
     server: 'start-dev --headless (CLI v1.5.1)',
     persistence: 'SQLite in memory',
-    dynamicConfig: {},
+    dynamicConfig: { ...DEV_DYNAMIC_CONFIG },
   },
   'dev-file': {
     name: 'dev-file',
     server: 'start-dev --headless (CLI v1.5.1)',
     persistence: 'SQLite database file, default pragmas (npm start until 0.4)',
-    dynamicConfig: {},
+    dynamicConfig: { ...DEV_DYNAMIC_CONFIG },
   },
   'dev-wal': {
     name: 'dev-wal',
     server: 'start-dev --headless (CLI v1.5.1)',
     persistence: `SQLite database file, ${pragmas(DEV_WAL)} (npm start since 0.4)`,
-    dynamicConfig: {},
+    dynamicConfig: { ...DEV_DYNAMIC_CONFIG },
   },
   'dev-tuned': {
     name: 'dev-tuned',

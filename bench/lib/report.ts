@@ -193,7 +193,11 @@ function engineRows(results: ScenarioResult[]): string[][] {
       return f ? formatValue(f) : 'n/a';
     };
     const name = completed ? engine.name : `${engine.name} (did not complete)`;
-    const dynamic = Object.keys(engine.dynamicConfig).length ? 'throughput set (below)' : 'defaults';
+    const entries = Object.entries(engine.dynamicConfig);
+    const dynamic =
+      entries.length > 1
+        ? 'throughput set (below)'
+        : entries.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(', ') || 'defaults';
     return [[name, engine.server, engine.persistence, dynamic, ...ENGINE_FIGURES.map(value)]];
   });
 }
@@ -202,7 +206,9 @@ function engineRows(results: ScenarioResult[]): string[][] {
 function throughputSet(results: ScenarioResult[], quote: (s: string) => string): string[] {
   const set = new Set(
     results.flatMap(({ engine }) =>
-      Object.entries(engine?.dynamicConfig ?? {}).map(([k, v]) => quote(`${k}=${JSON.stringify(v)}`)),
+      Object.entries(engine && Object.keys(engine.dynamicConfig).length > 1 ? engine.dynamicConfig : {}).map(([k, v]) =>
+        quote(`${k}=${JSON.stringify(v)}`),
+      ),
     ),
   );
   return set.size ? ['', `Throughput set: ${[...set].join(', ')}.`] : [];

@@ -135,10 +135,13 @@ export class SessionRun {
   /**
    * Drops what is still scheduled, closes every open socket (spread over `closeSpreadMs`), waits
    * until every session's destroy is visible, audits Redis/Postgres and the workflows, stops the
-   * worker. `onProgress(destroyed, total)` while waiting.
+   * worker. `onProgress(destroyed, total)` while waiting. `closeBy: 'release'`: no close is
+   * reported, the gateways just release their leases (a shutdown that drops its sockets), and each
+   * gateway's fan-out closes what it held.
    */
   async finish(opts: {
     closeSpreadMs: number;
+    closeBy?: 'socket' | 'release';
     timeoutMs: number;
     onProgress?: (destroyed: number, total: number) => void;
   }): Promise<Audit> {
@@ -148,11 +151,13 @@ export class SessionRun {
       await driver.drained();
       const start = Date.now() + 100;
       const open = this.conns.filter((c) => c.openSocket !== null);
-      driver.add(
-        open.map((conn, i) =>
-          this.gen.close(conn, conn.openSocket!, start + (opts.closeSpreadMs * i) / Math.max(1, open.length)),
-        ),
-      );
+      if (opts.closeBy === 'release') for (const c of open) c.openSocket = null;
+      else
+        driver.add(
+          open.map((conn, i) =>
+            this.gen.close(conn, conn.openSocket!, start + (opts.closeSpreadMs * i) / Math.max(1, open.length)),
+          ),
+        );
       await driver.drained();
       // The gateways shut down cleanly once their closes went out: every lease released.
       await this.target.close();

@@ -1,15 +1,20 @@
 /**
  * capacity: at WS_IDLE_TIMEOUT_MS=30000 in real time, sessions on 4 simulated gateways (one
  * SessionClient each, autoTick: a lease renewal per gateway every 30 s refreshes every held marker
- * in batch). Sessions are opened at a fixed rate up to the target; every ~30 s a pipelined EXISTS
- * checks the marker of every live session. The count reached is then held for 10 minutes with the
- * same checks; it counts when every check of the hold found every marker and no session was lost.
- * The ramp stops early (and the count reached is held) when a check misses a marker or the load
- * generator falls behind. Teardown closes the sockets in bulk and waits for every destroy.
+ * in batch). Sessions are opened second by second at an adaptive rate: the ramp slows down while
+ * connects whose call returned more than `effectLagMs` ago still have no marker (their connect
+ * effect queued behind the server), and speeds up again when there are none, so the count grows as
+ * fast as the server takes it instead of running ahead of it. Every ~30 s a pipelined EXISTS checks
+ * the marker of every session connected one idle period ago or more. The count reached is then
+ * held for 10 minutes with the same checks; it counts when every check of the hold found every
+ * marker and no session was lost. The ramp stops early (and the count reached is held) when a
+ * check misses a marker or the load generator falls behind. Teardown: the gateways shut down
+ * without reporting their closes (leases released: the fan-out records every close in bulk) and
+ * every destroy is waited for.
  */
 import type { BenchContext, Figure, Scenario, ScenarioResult } from '../lib/context';
 import { cpuSnapshot } from '../lib/report';
-import { MarkerWatch } from '../lib/observer';
+import { MarkerWatch, missingMarkers } from '../lib/observer';
 import { sleep } from '../../harness/sleep';
 import { PongFeeder } from '../lib/pongs';
 import { auditFigure, callDetails, SessionRun } from '../lib/session-run';
@@ -22,7 +27,12 @@ interface CapacityConfig {
   target: number;
   gateways: number;
   users: number;
-  openRate: number;
+  /** Opens per second: where the ramp starts, and its bounds. */
+  openRate: { initial: number; min: number; max: number };
+  /** A connect whose call returned this long ago without a marker counts as backlog. */
+  effectLagMs: number;
+  /** Backlog above which the rate is cut (by 30 %); at or below it the rate grows by 2/s. */
+  maxBacklog: number;
   holdMs: number;
   checkEveryMs: number;
   /** The ramp stops when opens are issued this late. */
@@ -36,7 +46,9 @@ const FULL: CapacityConfig = {
   target: 20_000,
   gateways: 4,
   users: 200,
-  openRate: 80,
+  openRate: { initial: 20, min: 2, max: 80 },
+  effectLagMs: 5000,
+  maxBacklog: 50,
   holdMs: 600_000,
   checkEveryMs: 30_000,
   maxDispatchLagMs: 30_000,
@@ -48,7 +60,9 @@ const QUICK: CapacityConfig = {
   target: 800,
   gateways: 4,
   users: 20,
-  openRate: 60,
+  openRate: { initial: 40, min: 5, max: 80 },
+  effectLagMs: 3000,
+  maxBacklog: 50,
   holdMs: 30_000,
   checkEveryMs: 5000,
   maxDispatchLagMs: 10_000,
@@ -65,7 +79,7 @@ export const capacity: Scenario = {
     const idle = cfg.idleTimeoutMs;
     const started = Date.now();
     const run = await SessionRun.start(ctx, { idleTimeoutMs: idle, users: cfg.users, maxInFlight: 256 });
-    const rampMs = (cfg.target / cfg.openRate) * 1000;
+    const rampMs = (cfg.target / cfg.openRate.initial) * 1000;
     const plannedMs = rampMs + cfg.holdMs + 4 * idle + cfg.target * 35;
     const progress = (text: string) => ctx.progress.update((Date.now() - started) / plannedMs, text);
     // socketId → when connected() returned. A session is checked from one idle period after that
@@ -81,29 +95,31 @@ export const capacity: Scenario = {
         .filter((c) => c.openSocket !== null && (connected.get(c.openSocket) ?? Infinity) <= settled)
         .map((c) => c.connectionId);
     };
+    // Connected between effectLagMs and one idle period ago: a missing marker there is a connect
+    // effect still queued (older ones are the watch's to judge).
+    const recentlyConnected = () => {
+      const now = Date.now();
+      return live
+        .filter((c) => {
+          const at = c.openSocket === null ? undefined : connected.get(c.openSocket);
+          return at !== undefined && at <= now - cfg.effectLagMs && at > now - idle;
+        })
+        .map((c) => c.connectionId);
+    };
     const watch = new MarkerWatch(ctx.redis, liveIds, cfg.checkEveryMs);
     const pongs = cfg.pongsUpTo > 0 ? new PongFeeder(run.driver, idle) : null;
     const memory: { at: number; sessions: number; memory: WorkerMemory }[] = [];
     try {
       memory.push({ at: Date.now(), sessions: 0, memory: await run.worker.memory() });
       // ---- ramp
-      const t0 = Date.now() + 200;
-      const opens: TraceEvent[] = [];
-      for (let i = 0; i < cfg.target; i++) {
-        const conn = run.connection(i % cfg.gateways);
-        const open = run.gen.open(conn, t0 + (i * 1000) / cfg.openRate);
-        opens.push(open);
-        if (pongs && i < cfg.pongsUpTo) pongs.start(conn, open.socketId, open.at);
-        live.push(conn);
-      }
-      run.driver.add(opens);
+      const live0 = Date.now();
+      let rate = cfg.openRate.initial;
+      const rates: { at: number; rate: number; backlog: number }[] = [];
       watch.start();
       let stopReason = `target ${cfg.target} reached`;
       for (;;) {
-        await sleep(1000);
         const lag = run.driver.stats.dispatchLagMs.at(-1) ?? 0;
         const bad = watch.checks.find((c) => c.missing > 0);
-        progress(`ramp: ${connected.size}/${cfg.target} connected, dispatch lag ${round(lag / 1000, 1)} s`);
         if (bad) {
           stopReason = `ramp stopped at ${connected.size}: a check missed ${bad.missing} marker(s)`;
           break;
@@ -112,7 +128,34 @@ export const capacity: Scenario = {
           stopReason = `ramp stopped at ${connected.size}: opens issued ${round(lag / 1000, 0)} s late`;
           break;
         }
-        if (run.driver.scheduled === 0 && connected.size + run.driver.stats.failed >= cfg.target) break;
+        if (
+          live.length >= cfg.target &&
+          run.driver.scheduled === 0 &&
+          connected.size + run.driver.stats.failed >= cfg.target
+        )
+          break;
+        const backlog = (await missingMarkers(ctx.redis, recentlyConnected())).length;
+        rate =
+          backlog > cfg.maxBacklog
+            ? Math.max(cfg.openRate.min, Math.floor(rate * 0.7))
+            : Math.min(cfg.openRate.max, rate + 2);
+        rates.push({ at: Date.now() - live0, rate, backlog });
+        // This second's opens (none while the backlog is above the bound).
+        const n = backlog > cfg.maxBacklog ? 0 : Math.min(rate, cfg.target - live.length);
+        const t0 = Date.now() + 50;
+        const opens: TraceEvent[] = [];
+        for (let k = 0; k < n; k++) {
+          const conn = run.connection(live.length % cfg.gateways);
+          const open = run.gen.open(conn, t0 + (k * 1000) / n);
+          opens.push(open);
+          if (pongs && live.length < cfg.pongsUpTo) pongs.start(conn, open.socketId, open.at);
+          live.push(conn);
+        }
+        run.driver.add(opens);
+        progress(
+          `ramp: ${connected.size}/${cfg.target} connected, ${rate} opens/s, backlog ${backlog}, dispatch lag ${round(lag / 1000, 1)} s`,
+        );
+        await sleep(1000);
       }
       run.driver.clear();
       await run.driver.drained();
@@ -121,7 +164,7 @@ export const capacity: Scenario = {
       live.splice(0, live.length, ...held);
       const issued = run.conns.filter((c) => c.openSocket !== null);
       run.conns.splice(0, run.conns.length, ...issued);
-      const rampS = (Date.now() - t0) / 1000;
+      const rampS = (Date.now() - live0) / 1000;
       const connectMs = [...run.target.connectMs];
       memory.push({ at: Date.now(), sessions: held.length, memory: await run.worker.memory() });
 
@@ -181,13 +224,14 @@ export const capacity: Scenario = {
           label: 'connected() p99 during the ramp',
           value: round(percentile(connectMs, 99), 0),
           unit: 'ms',
-          note: `p50 ${round(percentile(connectMs, 50), 0)} ms; ${cfg.openRate} opens/s scheduled, ${held.length} in ${round(rampS, 0)} s`,
+          note: `p50 ${round(percentile(connectMs, 50), 0)} ms; adaptive ramp ${cfg.openRate.min}–${cfg.openRate.max} opens/s, ${held.length} in ${round(rampS, 0)} s (${round(held.length / rampS, 1)}/s)`,
         },
       ];
       pongs?.close();
       const audit = await run.finish({
-        closeSpreadMs: Math.min(held.length * 5, 30_000),
-        timeoutMs: 4 * idle + 900_000,
+        closeSpreadMs: 0,
+        closeBy: 'release',
+        timeoutMs: 4 * idle + 3_600_000,
         onProgress: (d, t) => progress(`teardown: ${d}/${t} destroyed`),
       });
       figures.push(auditFigure('capacity.sessions_created', audit));
@@ -199,6 +243,7 @@ export const capacity: Scenario = {
         details: {
           stopReason,
           rampSeconds: round(rampS, 1),
+          rates,
           connectMs: summary(connectMs),
           checks: watch.checks,
           memory: memory.map((m) => ({

@@ -10,6 +10,21 @@ import { sessionOfTemplate } from '../stores/redis/marker';
 /** A lost gateway's sessions are told in parallel, but never faster than this (the server's share). */
 export const FAN_OUT = { concurrency: 50, perSecond: 500 } as const;
 
+/** Where a fan-out attempt got to: the pass and the HSCAN cursor of its next page. */
+interface FanOutProgress {
+  pass: 'record' | 'tell';
+  cursor: string;
+}
+
+function fanOutProgress(details: unknown): FanOutProgress {
+  // 0.4's attempts heartbeated the cursor of the telling alone.
+  if (typeof details === 'string') return { pass: 'tell', cursor: details };
+  const d = details as Partial<FanOutProgress> | undefined;
+  return d && (d.pass === 'record' || d.pass === 'tell') && typeof d.cursor === 'string'
+    ? { pass: d.pass, cursor: d.cursor }
+    : { pass: 'record', cursor: '0' };
+}
+
 export function createGatewayActivities(
   deps: ActivityDeps & { index: GatewayIndex; pgStore: PgStore },
 ): GatewayActivities {
@@ -21,21 +36,31 @@ export function createGatewayActivities(
     },
 
     /**
-     * Lost incarnation, page by page of its index: record the closes of the page's sessions in one
-     * statement (their disconnect rows as of `at`, so every socket is closed within seconds of the
-     * lapse, not at the rate the sessions can be told), then signal `gatewayLost` to each, naming
-     * the socket whose close is recorded; then drop the index. The HSCAN cursor is heartbeated after
-     * each page, so a retry after a worker crash resumes there (a page done twice writes the same
-     * rows; a session told twice ignores the second: it is no longer connected).
+     * Lost incarnation, in two passes over its index. First the closes: page by page, one Postgres
+     * statement records every session's disconnect row as of `at`, so every socket is closed within
+     * seconds of the lapse, not at the rate the sessions can be told. Then the sessions: each is
+     * signalled `gatewayLost`, naming the socket whose close is recorded (its disconnect row names
+     * it), so that session owes no close effect; then the index goes. The pass and the HSCAN cursor
+     * are heartbeated after each page, so a retry after a worker crash resumes there (a page
+     * recorded twice writes the same rows; a session told twice ignores the second: it is no longer
+     * connected).
      */
     async closeGatewaySessions({ holder, at }) {
       if (!deps.temporal) throw new Error('no Temporal client in the activity dependencies: cannot signal sessions');
       const client = deps.temporal;
       const ctx = Context.current();
-      const from = typeof ctx.info.heartbeatDetails === 'string' ? ctx.info.heartbeatDetails : '0';
+      const resumed = fanOutProgress(ctx.info.heartbeatDetails);
       await index.markLost(holder);
-      let signalled = 0;
       let recorded = 0;
+      if (resumed.pass === 'record') {
+        for await (const page of index.scan(holder, resumed.cursor)) {
+          recorded += await recordCloses(page);
+          if (page.next && page.next !== '0')
+            ctx.heartbeat({ pass: 'record', cursor: page.next } satisfies FanOutProgress);
+        }
+        ctx.heartbeat({ pass: 'tell', cursor: '0' } satisfies FanOutProgress);
+      }
+      let signalled = 0;
       const started = Date.now();
       const tell = async (cid: string, closedSocketId: string | undefined) => {
         try {
@@ -50,9 +75,8 @@ export function createGatewayActivities(
           if (!(err instanceof WorkflowNotFoundError)) throw err;
         }
       };
-      for await (const page of index.scan(holder, from)) {
-        const closed = await recordCloses(page);
-        recorded += closed.size;
+      for await (const page of index.scan(holder, resumed.pass === 'tell' ? resumed.cursor : '0')) {
+        const closed = await pg.closedSockets(page);
         let next = 0;
         const worker = async () => {
           while (next < page.length) {
@@ -64,30 +88,27 @@ export function createGatewayActivities(
           }
         };
         await Promise.all(Array.from({ length: Math.min(FAN_OUT.concurrency, page.length) }, worker));
-        ctx.heartbeat(page.next);
+        ctx.heartbeat({ pass: 'tell', cursor: page.next ?? '0' } satisfies FanOutProgress);
       }
       await index.delete(holder);
       logger.info('gateway lost: closes recorded, sessions told', { ...holder, recorded, signalled });
       return { signalled };
 
-      /** connectionId → socketId of the closes recorded; one left out records its own close. */
-      async function recordCloses(page: string[]): Promise<Map<string, string>> {
+      /** How many closes of the page it recorded; one left out records its own close. */
+      async function recordCloses(page: string[]): Promise<number> {
         // Read now, not at the scan: a session that moved or closed meanwhile has left the index.
         const templates = await index.templates(holder, page);
         const sessions = templates.flatMap((t) => (t === null ? [] : [sessionOfTemplate(t)]));
-        let cids: string[];
         try {
-          cids = await pg.recordDisconnects(sessions, at);
+          return (await pg.recordDisconnects(sessions, at)).length;
         } catch (err) {
           // Data Postgres refuses (class 22) fails the whole statement every time: each session of the
           // page then records its own close, and the one that cannot be stored is rejected alone.
           const code = (err as { code?: unknown } | null)?.code;
           if (typeof code !== 'string' || !code.startsWith('22')) throw err;
           logger.warn('gateway lost: bulk close refused, sessions record their own', { ...holder, code });
-          return new Map();
+          return 0;
         }
-        const socketOf = new Map(sessions.map((x) => [x.connectionId, x.socketId]));
-        return new Map(cids.map((cid) => [cid, socketOf.get(cid)!]));
       }
     },
   };

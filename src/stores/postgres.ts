@@ -104,6 +104,16 @@ export class PgStore {
     return rows.map((r) => r.connectionId);
   }
 
+  /** connectionId → socketId of the disconnect rows of these connections (the closes recorded). */
+  async closedSockets(connectionIds: string[]): Promise<Map<string, string>> {
+    const { rows } = await this.pool.query<{ connectionId: string; socketId: string }>(
+      `SELECT "connectionId", "socketId" FROM connections
+        WHERE "connectionId" = ANY($1::varchar[]) AND "connectionEventType" = $2 AND "socketId" IS NOT NULL`,
+      [connectionIds, ConnectionEventType.disconnect],
+    );
+    return new Map(rows.map((r) => [r.connectionId, r.socketId]));
+  }
+
   /**
    * Idempotent: a retried or repeated destroy keeps the first `disconnectedAt`; a connect or
    * disconnect event since then (which bumps `updatedAt`) opens the next lifetime of the row.

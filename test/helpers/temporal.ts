@@ -2,6 +2,7 @@ import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import { quietBundlerLogger } from '../../harness/workflow-bundle';
+import { DEV_DYNAMIC_CONFIG, dynamicConfigArgs } from '../../src/dev/dev-server';
 import { readToolPaths } from '../../src/dev/environment';
 import { SEARCH_ATTRIBUTES } from '../../src/contracts/search-attributes';
 
@@ -30,7 +31,8 @@ export async function devServerEnv(): Promise<TestWorkflowEnvironment> {
     server: {
       ...(temporalCli ? { executable: { type: 'existing-path', path: temporalCli } } : {}),
       searchAttributes: [...SEARCH_ATTRIBUTES],
-      extraArgs: ['--log-level', 'error'],
+      // The dynamic config npm start runs with: the event and transition counts tests assert are its.
+      extraArgs: ['--log-level', 'error', ...dynamicConfigArgs(DEV_DYNAMIC_CONFIG)],
     },
   });
 }
