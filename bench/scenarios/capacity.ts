@@ -31,7 +31,7 @@ interface CapacityConfig {
   openRate: { initial: number; min: number; max: number };
   /** A connect whose call returned this long ago without a marker counts as backlog. */
   effectLagMs: number;
-  /** Backlog above which the rate is cut (by 30 %); at or below it the rate grows by 2/s. */
+  /** Backlog above which the rate is cut (by 30 %); at or below it the rate grows by 1/s. */
   maxBacklog: number;
   holdMs: number;
   checkEveryMs: number;
@@ -47,8 +47,8 @@ const FULL: CapacityConfig = {
   gateways: 4,
   users: 200,
   openRate: { initial: 20, min: 2, max: 80 },
-  effectLagMs: 5000,
-  maxBacklog: 50,
+  effectLagMs: 3000,
+  maxBacklog: 30,
   holdMs: 600_000,
   checkEveryMs: 30_000,
   maxDispatchLagMs: 30_000,
@@ -60,9 +60,9 @@ const QUICK: CapacityConfig = {
   target: 800,
   gateways: 4,
   users: 20,
-  openRate: { initial: 40, min: 5, max: 80 },
-  effectLagMs: 3000,
-  maxBacklog: 50,
+  openRate: { initial: 30, min: 5, max: 80 },
+  effectLagMs: 1500,
+  maxBacklog: 10,
   holdMs: 30_000,
   checkEveryMs: 5000,
   maxDispatchLagMs: 10_000,
@@ -138,7 +138,7 @@ export const capacity: Scenario = {
         rate =
           backlog > cfg.maxBacklog
             ? Math.max(cfg.openRate.min, Math.floor(rate * 0.7))
-            : Math.min(cfg.openRate.max, rate + 2);
+            : Math.min(cfg.openRate.max, rate + 1);
         rates.push({ at: Date.now() - live0, rate, backlog });
         // This second's opens (none while the backlog is above the bound).
         const n = backlog > cfg.maxBacklog ? 0 : Math.min(rate, cfg.target - live.length);
