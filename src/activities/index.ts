@@ -117,7 +117,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     },
 
     async closeSession(input) {
-      if (input.holder) await index.leave(input.session.connectionId, input.holder);
+      if (input.holder) await index.leave(input.session.connectionId, input.holder, input.session.socketId);
       await v1.recordConnectionEvent({ session: input.session, type: 'disconnect', at: input.at });
     },
 
@@ -128,7 +128,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     },
 
     async hardDestroySession(input) {
-      if (input.holder) await index.leave(input.session.connectionId, input.holder);
+      if (input.holder) await index.leave(input.session.connectionId, input.holder, input.closingSocketId);
       return v1.destroySession(input);
     },
   };

@@ -44,6 +44,13 @@ redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
 if KEYS[5] ~= '' then redis.call('HDEL', KEYS[5], ARGV[1]) end
 return 1
 `;
+// KEYS: index. ARGV: cid, the entry's socketId as it stands in the template. Drops the entry only
+// if it is that socket's.
+const LEAVE = `
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.find(v, ARGV[2], 1, true) then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;
 // Longer than any connect can be delayed behind a worker outage; a later one is the liveness net's.
 const LOST_TTL_S = 24 * 3600;
 const REFRESH_BATCH = 500;
@@ -89,9 +96,13 @@ export class GatewayIndex {
     await this.redis.set(keys.gatewayLost(holder.gatewayId, holder.incarnation), '1', 'EX', LOST_TTL_S);
   }
 
-  /** Close and hard destroy: the session leaves its gateway's index, so no refresh marks it live again. */
-  async leave(connectionId: string, holder: GatewayHolder): Promise<void> {
-    await this.redis.hdel(indexKey(holder), connectionId);
+  /**
+   * Close and hard destroy: the socket leaves its gateway's index, so no refresh marks it live
+   * again. Only that socket's entry: a reconnect through the same gateway may have entered the new
+   * socket already (a close runs beside the next connect, docs/design.md).
+   */
+  async leave(connectionId: string, holder: GatewayHolder, socketId: string): Promise<void> {
+    await this.redis.eval(LEAVE, 1, indexKey(holder), connectionId, `"socketId":${JSON.stringify(socketId)}`);
   }
 
   /** Renewal: refresh the marker and heartbeat score of every session the incarnation holds. */
