@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { temporal } from '@temporalio/proto';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { decodeHistory, recordHistories } from './helpers/histories';
@@ -68,6 +69,18 @@ describe('workflow replay', () => {
       ),
     );
     expect(markers).toEqual([]);
+    expect(await replay(histories)).toEqual([]);
+  });
+
+  it('replays the 0.5 histories (a lost gateway’s session told its close is recorded: no close activity)', async () => {
+    const histories = release('0.5');
+    const lost = histories.find((h) => h.workflowId === '0.5/session-gateway-lost')!;
+    const events = (lost.history as temporal.api.history.v1.IHistory).events ?? [];
+    const told = events.find((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'gatewayLost');
+    const [payload] = told!.workflowExecutionSignaledEventAttributes!.input!.payloads!;
+    expect(JSON.parse(Buffer.from(payload!.data!).toString())).toHaveProperty('closedSocketId');
+    const activities = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    expect(activities).not.toContain('closeSession');
     expect(await replay(histories)).toEqual([]);
   });
 

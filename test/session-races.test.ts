@@ -181,9 +181,13 @@ describe.each([
 
     // The new socket's own end clears its entry (an operator's invalidate: no 4 × idle wait).
     await client.invalidate(s.connectionId, 'test over');
-    const final = (await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).result()) as SessionView;
-    expect(final.destroyReason).toBe(DestroyReason.invalidated);
+    const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
+    expect(((await handle.result()) as SessionView).destroyReason).toBe(DestroyReason.invalidated);
     expect(await redis().hexists(index, s.connectionId)).toBe(0);
+    // The run says it went on beside the close (a patch marker), and replays.
+    const history = await handle.fetchHistory();
+    expect(history.events!.filter((e) => e.markerRecordedEventAttributes)).toHaveLength(1);
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, handle.workflowId);
   }, 90_000);
 
   soft(

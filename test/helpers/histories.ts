@@ -82,7 +82,8 @@ export async function recordHistories(env: TestWorkflowEnvironment, stack: Stack
   await forgetful.connected(quiet, await now());
   await sleep(3 * idle + 1_000);
   await untilDestroyed(quiet.connectionId);
-  const lost = gateway(`rec-lost-${appPid}`);
+  // The default forward interval: the lease lapses (4 idle periods) long before liveness would.
+  const lost = stack.newClient({ gatewayId: `rec-lost-${appPid}`, now: () => clock });
   const orphan = makeSession(appPid);
   await lost.connected(orphan, await now());
   await sleep(idle, lost);
