@@ -8,6 +8,7 @@ import { createLogger } from '../src/logger';
 import { openResources, type Resources } from '../src/service/resources';
 import type { Session } from '../src/contracts/session';
 import { PgStore } from '../src/stores/postgres';
+import { GatewayIndex } from '../src/stores/redis/gateway-index';
 import { markerTemplate, sessionOfTemplate } from '../src/stores/redis/marker';
 import { waitFor } from './helpers/broadcasts';
 import { makeSession, nanoid, seedApp, seedUser, testConfig, testLogger } from './helpers/stack';
@@ -412,6 +413,21 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
       expect(logged).toEqual([
         expect.objectContaining({ level: 'error', connectionId: session.connectionId, appPid: session.appPid }),
       ]);
+    });
+
+    it('a close leaves its gateway’s index only with its own socket: an entry a reconnect wrote for a newer socket stays', async () => {
+      const appPid = await app();
+      const holder = { gatewayId: `gw-${nanoid()}`, incarnation: randomUUID() };
+      const index = new GatewayIndex(resources.redis, IDLE_MS);
+      const key = `tether:gateway:${holder.gatewayId}:${holder.incarnation}`;
+      const old = makeSession(appPid);
+      const again = { ...old, socketId: randomUUID() };
+      track(key, `session:${old.connectionId}:active`);
+      await index.enter(again, Date.now(), holder, null);
+      await index.leave(old.connectionId, holder, old.socketId); // a late attempt of the old socket's close
+      expect(await redis().hget(key, old.connectionId)).toContain(again.socketId);
+      await index.leave(old.connectionId, holder, again.socketId);
+      expect(await redis().hexists(key, old.connectionId)).toBe(0);
     });
 
     it('a lost gateway’s closes recorded in bulk (from the index’s marker templates) write the rows a disconnect writes; an unknown app is left out; twice is once', async () => {

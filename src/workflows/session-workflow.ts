@@ -3,7 +3,6 @@ import {
   allHandlersFinished,
   condition,
   makeContinueAsNewFunc,
-  patched,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -20,9 +19,6 @@ import { setSessionHandlers } from './session/handlers';
 import { EffectKind, SessionMachine } from './session/machine';
 import { sessionMetrics } from './session/metrics';
 import { sessionView } from './session/view';
-
-/** Marks runs in which a reconnect went on while the previous socket's close still ran (0.5). */
-export const CLOSE_BESIDE_RECONNECT = 'close-beside-reconnect';
 
 // About 40 hours of a connected session at the default heartbeat interval; short histories keep the
 // replay of an evicted or restarted workflow cheap.
@@ -46,39 +42,21 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
   const view = () => sessionView(m.state, options.livenessTimeoutMs);
   setSessionHandlers(m, metrics, view, () => (changed = true));
 
-  /**
-   * A close and the next lifetime's connect commute (docs/design.md, "Session lifecycle"): when a
-   * reconnect comes while the close runs, the loop goes on to connect at once and the close lands
-   * in the background. Runs recorded before 0.5 waited for it, and replay so.
-   */
-  const supersededWhileRunning = async (running: Promise<unknown>, lifetime: number): Promise<boolean> => {
-    const superseded = condition(() => m.state.lifetime !== lifetime).then(() => true);
-    return (await Promise.race([running.then(() => false), superseded])) && patched(CLOSE_BESIDE_RECONNECT);
-  };
   const deadline = new Deadline();
-  // Closes of earlier lifetimes still running (see below); the run ends or continues only after them.
-  const background: Promise<unknown>[] = [];
   // SessionStatus while the run lives; a destroyed session is a closed run (one upsert fewer).
   let shown: SessionStatus = input.state?.status ?? SessionStatus.connected;
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   for (;;) {
     const step = m.next(Date.now());
     if (step.kind === 'effect') {
-      const effect = step.effect;
-      const running = runEffect(effect, input.version);
-      if (effect.kind === EffectKind.close && (await supersededWhileRunning(running, effect.lifetime))) {
-        background.push(running);
-        continue;
-      }
-      const outcome = await running;
-      if (effect.kind === EffectKind.softDestroy && effect.lifetime === m.state.lifetime)
+      const outcome = await runEffect(step.effect, input.version);
+      if (step.effect.kind === EffectKind.softDestroy && step.effect.lifetime === m.state.lifetime)
         metrics.presenceRemoved.add(1);
-      m.done(effect, outcome);
+      m.done(step.effect, outcome);
       continue;
     }
     if (step.kind === 'done') {
       metrics.destroyed.add(1, { reason: m.state.destroyReason! });
-      await Promise.all(background);
       await condition(allHandlersFinished);
       if (m.next(Date.now()).kind === 'done') return view();
       continue; // a reconnect landed in the same activation
@@ -90,7 +68,6 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
     const info = workflowInfo();
     if (step.quiet && (info.historyLength >= maxEvents || info.continueAsNewSuggested)) {
       // A signal handled meanwhile is in the state it carries, owed effects included.
-      await Promise.all(background);
       await condition(allHandlersFinished);
       m.state.counts.continuedAsNew++;
       // Memo and search attributes from state, not workflowInfo(): not every server carries them over.
