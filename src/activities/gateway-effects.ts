@@ -3,7 +3,7 @@ import { WorkflowNotFoundError } from '@temporalio/client';
 import type { GatewayActivities } from '../contracts/gateway';
 import { gatewayLostSignal, sessionWorkflowId } from '../contracts/session';
 import type { ActivityDeps } from './deps';
-import type { PgStore } from '../stores/postgres';
+import { isDataException, type PgStore } from '../stores/postgres';
 import type { GatewayIndex } from '../stores/redis/gateway-index';
 import { sessionOfTemplate } from '../stores/redis/marker';
 
@@ -102,11 +102,13 @@ export function createGatewayActivities(
         try {
           return (await pg.recordDisconnects(sessions, at)).length;
         } catch (err) {
-          // Data Postgres refuses (class 22) fails the whole statement every time: each session of the
-          // page then records its own close, and the one that cannot be stored is rejected alone.
-          const code = (err as { code?: unknown } | null)?.code;
-          if (typeof code !== 'string' || !code.startsWith('22')) throw err;
-          logger.warn('gateway lost: bulk close refused, sessions record their own', { ...holder, code });
+          // Data Postgres refuses fails the whole statement every time: each session of the page then
+          // records its own close, and the one that cannot be stored is rejected alone.
+          if (!isDataException(err)) throw err;
+          logger.warn('gateway lost: bulk close refused, sessions record their own', {
+            ...holder,
+            code: (err as { code: string }).code,
+          });
           return 0;
         }
       }

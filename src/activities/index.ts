@@ -5,7 +5,7 @@ import type { LegacySessionActivities, PresenceResult, Session, SessionActivitie
 import type { SweepActivities } from '../contracts/sweep';
 import type { UserActivities } from '../contracts/user';
 import { presenceLeave, presenceLeaveId } from '../stores/amqp/broadcasts';
-import { PgStore, UnknownApplicationError } from '../stores/postgres';
+import { PgStore, UnknownApplicationError, isDataException } from '../stores/postgres';
 import { GatewayIndex } from '../stores/redis/gateway-index';
 import { SessionStore } from '../stores/redis/session-store';
 import type { ActivityDeps } from './deps';
@@ -71,10 +71,8 @@ export function createActivities(deps: ActivityDeps): Activities {
           });
           throw ApplicationFailure.nonRetryable(err.message, 'UnknownApplication');
         }
-        // SQLSTATE class 22 (data exception, e.g. 22021 for a NUL in keyId/uid/clientId, which the
-        // client's checks accept): the same input fails every time, so retrying would never end.
-        const code = (err as { code?: unknown } | null)?.code;
-        if (typeof code === 'string' && code.startsWith('22')) {
+        if (isDataException(err)) {
+          const { code } = err as { code: string };
           log(session).error('connection event refused: Postgres cannot store the session', { type, code });
           throw ApplicationFailure.nonRetryable(
             `session data rejected by Postgres (${code}): ${(err as Error).message}`,

@@ -8,6 +8,15 @@ export class UnknownApplicationError extends Error {
   }
 }
 
+/**
+ * SQLSTATE class 22 (data exception, e.g. 22021 for a NUL in keyId/uid/clientId, which the client's
+ * checks accept): the same input fails every time, so retrying would never end.
+ */
+export function isDataException(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('22');
+}
+
 /** The Postgres side of the contract: sessions, connections and authentication_users rows. */
 export class PgStore {
   constructor(private readonly pool: Pool) {}

@@ -98,8 +98,8 @@ export class GatewayIndex {
 
   /**
    * Close and hard destroy: the socket leaves its gateway's index, so no refresh marks it live
-   * again. Only that socket's entry: a reconnect through the same gateway may have entered the new
-   * socket already (a close runs beside the next connect, docs/design.md).
+   * again. Only that socket's entry: a late attempt of an older socket's close must not drop the
+   * entry a reconnect through the same gateway wrote since (docs/design.md, "Activities").
    */
   async leave(connectionId: string, holder: GatewayHolder, socketId: string): Promise<void> {
     await this.redis.eval(LEAVE, 1, indexKey(holder), connectionId, `"socketId":${JSON.stringify(socketId)}`);
