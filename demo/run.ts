@@ -258,10 +258,12 @@ async function runDemo(life: Lifecycle, webUi: string | undefined, pg: Pool, red
         })
         .catch((err: unknown) => life.fail(err instanceof Error ? err : new Error(String(err))));
     });
-    // Churn until Ctrl-C: a client leaves and a new one joins, now and then one comes back.
+    // Churn until Ctrl-C: a client leaves and a new one joins, now and then one comes back. The
+    // clients the narration names as examples stay out of it, so their histories stay as told.
+    const featured = new Set([anon[0], anon[4], anon[7], anon[19]]);
     let n = anon.length;
     const churn = () => {
-      const open = pop.clients.filter((c) => c.open && !c.user);
+      const open = pop.clients.filter((c) => c.open && !c.user && !featured.has(c));
       const leaving = open[Math.floor(Math.random() * open.length)];
       if (leaving) pop.close(leaving);
       const c = pop.add(`anon-${++n}`);
