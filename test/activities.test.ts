@@ -430,6 +430,68 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
       expect(await redis().hexists(key, old.connectionId)).toBe(0);
     });
 
+    it('a reconnect’s connect records the old socket’s close first (its index entry, its disconnect row), then connects the new one', async () => {
+      const appPid = await app();
+      const [oldHolder, newHolder] = [0, 1].map(() => ({ gatewayId: `gw-${nanoid()}`, incarnation: randomUUID() }));
+      const track2 = [oldHolder, newHolder].map((h) => `tether:gateway:${h!.gatewayId}:${h!.incarnation}`);
+      const old = makeSession(appPid);
+      const again = { ...old, socketId: randomUUID() };
+      track(...track2, `session:${old.connectionId}:active`);
+      const t0 = Date.now() - 10_000;
+      await activities.connectSession({ session: old, at: t0, holder: oldHolder!, previousHolder: null });
+      const closed = { socketId: old.socketId, at: t0 + 1_000, holder: oldHolder! };
+      await activities.connectSession({
+        session: again,
+        at: t0 + 1_500,
+        holder: newHolder!,
+        previousHolder: oldHolder!,
+        closed,
+      });
+      expect(await redis().hexists(track2[0]!, old.connectionId)).toBe(0);
+      expect(await redis().hget(track2[1]!, old.connectionId)).toContain(again.socketId);
+      const rows = (await connectionRows(old.connectionId)).map((e) => [
+        e.connectionEventType,
+        e.createdAtMs,
+        e.socketId,
+      ]);
+      expect(rows).toEqual([
+        ['connect', t0, again.socketId],
+        ['disconnect', t0 + 1_000, old.socketId],
+      ]);
+      // A retry of the same connect writes the same rows.
+      await activities.connectSession({
+        session: again,
+        at: t0 + 1_500,
+        holder: newHolder!,
+        previousHolder: oldHolder!,
+        closed,
+      });
+      expect(
+        (await connectionRows(old.connectionId)).map((e) => [e.connectionEventType, e.createdAtMs, e.socketId]),
+      ).toEqual(rows);
+    });
+
+    it('the soft destroy records an owed close before it removes presence: out of the index, the disconnect row', async () => {
+      const appPid = await app();
+      const holder = { gatewayId: `gw-${nanoid()}`, incarnation: randomUUID() };
+      const key = `tether:gateway:${holder.gatewayId}:${holder.incarnation}`;
+      const s = makeSession(appPid);
+      track(key, `session:${s.connectionId}:active`);
+      const t0 = Date.now() - 10_000;
+      await activities.connectSession({ session: s, at: t0, holder, previousHolder: null });
+      expect(await redis().hexists(key, s.connectionId)).toBe(1);
+      await activities.softDestroySession({
+        session: s,
+        closingSocketId: s.socketId,
+        close: { socketId: s.socketId, at: t0 + 2_000, holder },
+      });
+      expect(await redis().hexists(key, s.connectionId)).toBe(0);
+      expect((await connectionRows(s.connectionId)).map((e) => [e.connectionEventType, e.createdAtMs])).toEqual([
+        ['connect', t0],
+        ['disconnect', t0 + 2_000],
+      ]);
+    });
+
     it('a lost gateway’s closes recorded in bulk (from the index’s marker templates) write the rows a disconnect writes; an unknown app is left out; twice is once', async () => {
       const appPid = await app();
       const t0 = Date.now() - 60_000;

@@ -84,6 +84,20 @@ describe('workflow replay', () => {
     expect(await replay(histories)).toEqual([]);
   });
 
+  it('replays the 0.6 histories (input version 4: a close recorded by the soft destroy or by the reconnect’s connect, no close activity)', async () => {
+    const histories = release('0.6');
+    const reconnects = histories.find((h) => h.workflowId === '0.6/session-user-reconnects-destroyed')!;
+    const scheduled = ((reconnects.history as temporal.api.history.v1.IHistory).events ?? []).flatMap(
+      (e) => e.activityTaskScheduledEventAttributes ?? [],
+    );
+    expect(scheduled.map((a) => a.activityType?.name)).not.toContain('closeSession');
+    const carried = scheduled
+      .filter((a) => a.activityType?.name === 'connectSession')
+      .map((a) => JSON.parse(Buffer.from(a.input!.payloads![0]!.data!).toString()) as { closed?: unknown });
+    expect(carried.some((input) => input.closed !== undefined)).toBe(true);
+    expect(await replay(histories)).toEqual([]);
+  });
+
   describe('fresh histories (time-skipping)', () => {
     let env: TestWorkflowEnvironment;
     let stack: Awaited<ReturnType<typeof startStack>>;

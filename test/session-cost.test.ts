@@ -37,7 +37,7 @@ describe('session history cost', () => {
       await env?.teardown();
     });
 
-    it('costs at most 44 history events and 23 state transitions (four effects as regular activities started eagerly, no patch marker)', async () => {
+    it('costs at most 38 history events and 20 state transitions (three effects as regular activities started eagerly, the close recorded by the soft destroy, no patch marker)', async () => {
       const { appPid } = await seedApp(stack.resources);
       const s = makeSession(appPid);
       await stack.client.connected(s);
@@ -48,8 +48,14 @@ describe('session history cost', () => {
       const d = await handle.describe();
       const transitions = Number(d.raw.workflowExecutionInfo?.stateTransitionCount);
       console.log(`lifecycle: ${d.historyLength} events, ${transitions} state transitions`);
-      expect(d.historyLength).toBeLessThanOrEqual(44);
-      expect(transitions).toBeLessThanOrEqual(23);
+      expect(d.historyLength).toBeLessThanOrEqual(38);
+      expect(transitions).toBeLessThanOrEqual(20);
+      const history = await handle.fetchHistory();
+      const activities = (history.events ?? []).flatMap((e) => {
+        const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
+        return name ? [name] : [];
+      });
+      expect(activities).toEqual(['connectSession', 'softDestroySession', 'hardDestroySession']);
       // A run started since 0.4 never asks patched(): no marker, no TemporalChangeVersion upsert.
       const { kinds } = await chainEvents(env, sessionWorkflowId(s.connectionId));
       expect(kinds[EventType.EVENT_TYPE_MARKER_RECORDED] ?? 0).toBe(0);

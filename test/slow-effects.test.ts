@@ -39,7 +39,8 @@ describe('slow effects and racing signals (dev server)', () => {
     const acts: Activities = { ...real };
     // Of every three calls of an effect: one stalls (a store that does not answer), one fails (an
     // outage: the activity is retried), one answers at once.
-    for (const name of ['connectSession', 'closeSession', 'softDestroySession'] as const) {
+    // (A close rides on the next of them: the reconnect's connect or the soft destroy.)
+    for (const name of ['connectSession', 'softDestroySession'] as const) {
       const effect = real[name].bind(real) as (input: never) => Promise<unknown>;
       let n = 0;
       (acts as Record<string, unknown>)[name] = async (input: never) => {
@@ -114,7 +115,7 @@ describe('slow effects and racing signals (dev server)', () => {
       }
     }
     expect(failures).toEqual([]);
-    // Connect, close and soft destroy of every session ran as regular activities.
-    expect(durableEffects).toBeGreaterThanOrEqual(3 * SESSIONS);
+    // Every session's connect and soft destroy (with its close) ran as regular activities.
+    expect(durableEffects).toBeGreaterThanOrEqual(2 * SESSIONS);
   });
 });

@@ -432,7 +432,7 @@ describe('worker process (node --import tsx src/service/worker-main.ts, dev serv
     }
   }, 180_000);
 
-  it('SIGKILL inside an effect (the close, blocked in Postgres): a new worker runs it again, once', async () => {
+  it('SIGKILL inside an effect (the soft destroy recording the close, blocked in Postgres): a new worker runs it again, once', async () => {
     const worker = await runningWorker();
     const s = makeSession(appPid);
     const room = await connect(s);
@@ -441,7 +441,7 @@ describe('worker process (node --import tsx src/service/worker-main.ts, dev serv
     try {
       await locker.query('BEGIN');
       locked = true;
-      // The close effect's first Postgres write, the sessions upsert, waits for this row lock.
+      // The close's first Postgres write, the sessions upsert (in the soft destroy 5 s later), waits for this row lock.
       await locker.query('SELECT 1 FROM sessions WHERE "connectionId" = $1 FOR UPDATE', [s.connectionId]);
       expect(await sessions.disconnected(s)).toBe(true);
       await waitUntil('the close effect blocked in Postgres', async () => {
@@ -475,9 +475,9 @@ describe('worker process (node --import tsx src/service/worker-main.ts, dev serv
     const { events } = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).fetchHistory();
     const types = (events ?? []).map((e) => e.eventType);
     expect(types).not.toContain(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED);
-    // The close that completed was a second attempt: the first died with its worker.
+    // The soft destroy that completed was a second attempt: the first died with its worker.
     const scheduled = (events ?? []).find(
-      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'closeSession',
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'softDestroySession',
     );
     const started = (events ?? []).find(
       (e) => e.activityTaskStartedEventAttributes?.scheduledEventId?.toString() === scheduled?.eventId?.toString(),

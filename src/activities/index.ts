@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { GatewayActivities } from '../contracts/gateway';
-import type { LegacySessionActivities, PresenceResult, Session, SessionActivities } from '../contracts/session';
+import type {
+  LegacySessionActivities,
+  OwedClose,
+  PresenceResult,
+  Session,
+  SessionActivities,
+} from '../contracts/session';
 import type { SweepActivities } from '../contracts/sweep';
 import type { UserActivities } from '../contracts/user';
 import { presenceLeave, presenceLeaveId } from '../stores/amqp/broadcasts';
@@ -105,8 +111,20 @@ export function createActivities(deps: ActivityDeps): Activities {
     },
   };
 
+  /** A socket's close: out of its holder's index first (no refresh marks it live again), then its disconnect row. */
+  const recordClose = async (session: Session, close: OwedClose) => {
+    if (close.holder) await index.leave(session.connectionId, close.holder, close.socketId);
+    await v1.recordConnectionEvent({
+      session: { ...session, socketId: close.socketId },
+      type: 'disconnect',
+      at: close.at,
+    });
+  };
+
   const session: SessionActivities = {
     async connectSession(input) {
+      // The previous socket's close before this socket's connect: the rows end as upstream's.
+      if (input.closed) await recordClose(input.session, input.closed);
       const { holderLost } = await index.enter(input.session, input.at, input.holder, input.previousHolder);
       if (holderLost) return { holderLost };
       await v1.recordConnectionEvent({ session: input.session, type: 'connect', at: input.at });
@@ -115,11 +133,11 @@ export function createActivities(deps: ActivityDeps): Activities {
     },
 
     async closeSession(input) {
-      if (input.holder) await index.leave(input.session.connectionId, input.holder, input.session.socketId);
-      await v1.recordConnectionEvent({ session: input.session, type: 'disconnect', at: input.at });
+      await recordClose(input.session, { socketId: input.session.socketId, at: input.at, holder: input.holder });
     },
 
     async softDestroySession(input) {
+      if (input.close) await recordClose(input.session, input.close);
       const result = await v1.removeSessionPresence(input);
       await users.signalUserConnectionDown({ session: input.session });
       return result;

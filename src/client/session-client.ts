@@ -263,7 +263,7 @@ export class SessionClient {
   private async start(msg: ActiveMessage): Promise<void> {
     const s = msg.session;
     const input: SessionWorkflowInput = {
-      version: 3,
+      version: 4,
       active: msg,
       idleTimeoutMs: this.options.idleTimeoutMs,
       livenessTimeoutMs: 3 * this.forwardInterval,

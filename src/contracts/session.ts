@@ -207,6 +207,11 @@ export interface SessionState {
   /** Effects a signal made owed (the timed ones follow from the deadlines); connect goes first. */
   connectOwed: boolean;
   closeOwed: boolean;
+  /**
+   * The previous socket's close, owed to this lifetime's connect (runs that defer their closes);
+   * absent in states carried over from 0.5.
+   */
+  closedSocket?: OwedClose | null;
   connectedAt: number;
   /** The gateway's time of the connect, for the connection row. */
   connectEventAt: number;
@@ -231,6 +236,15 @@ export interface SessionState {
   };
 }
 
+/** A close not yet recorded (runs since 0.6 record it with their next step): docs/design.md. */
+export interface OwedClose {
+  socketId: string;
+  /** The gateway's time of the close, for the disconnect row. */
+  at: number;
+  /** Whose index still names the socket. */
+  holder: GatewayHolder | null;
+}
+
 /** What the `state` query answers: for people (ISO-8601 UTC times) and for the client. */
 export interface SessionView {
   connectionId: string;
@@ -253,11 +267,12 @@ export interface SessionView {
 
 export interface SessionWorkflowInput {
   /**
-   * Who started the run: 3 since 0.3, 2 for 0.2 (whose runs replay their local-activity markers,
+   * Who started the run: 4 since 0.6 (closes recorded with the next step, docs/design.md), 3
+   * since 0.3, 2 for 0.2 (whose runs replay their local-activity markers,
    * src/workflows/effect-runner.ts); absent in 0.1's inputs, which run the 0.1 code
    * (src/workflows/legacy). Continue-as-new keeps it.
    */
-  version: 2 | 3;
+  version: 2 | 3 | 4;
   /** First contact; ignored when `state` is carried over by continue-as-new. */
   active: ActiveMessage;
   idleTimeoutMs: number;
@@ -292,18 +307,23 @@ export interface DestroyResult extends PresenceResult {
 export interface SessionActivities {
   /**
    * Connect: marker, heartbeat score and the holder's index; the connect row; the user up. Nothing
-   * when the holder is already lost (the session then closes itself as gateway-lost).
+   * when the holder is already lost (the session then closes itself as gateway-lost). `closed`: the
+   * previous socket's close, still owed, recorded first (its index entry, its disconnect row).
    */
   connectSession(input: {
     session: Session;
     at: number;
     holder: GatewayHolder;
     previousHolder: GatewayHolder | null;
+    closed?: OwedClose;
   }): Promise<{ holderLost: boolean }>;
   /** Close: out of the holder's index first (no refresh marks it live again), then the disconnect row. */
   closeSession(input: { session: Session; at: number; holder: GatewayHolder | null }): Promise<void>;
-  /** Soft destroy: presence removed and leave broadcasts (unless a newer socket is live), the user down. */
-  softDestroySession(input: { session: Session; closingSocketId: string }): Promise<PresenceResult>;
+  /**
+   * Soft destroy: `close` (the socket's close, still owed) recorded first, then presence removed and
+   * leave broadcasts (unless a newer socket is live), the user down.
+   */
+  softDestroySession(input: { session: Session; closingSocketId: string; close?: OwedClose }): Promise<PresenceResult>;
   /** Hard destroy: out of the index, then presence left, subscriptions, score, marker, `disconnectedAt`. */
   hardDestroySession(input: {
     session: Session;

@@ -27,7 +27,11 @@ const DEFAULT_MAX_HISTORY_EVENTS = 1_000;
 /** One run per websocket connection (workflow id `session:{connectionId}`): a shell over SessionMachine. */
 export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput): Promise<SessionView | LegacyState> {
   if (!('version' in input)) return legacySessionWorkflow(input);
-  const options = { idleTimeoutMs: input.idleTimeoutMs, livenessTimeoutMs: input.livenessTimeoutMs };
+  const options = {
+    idleTimeoutMs: input.idleTimeoutMs,
+    livenessTimeoutMs: input.livenessTimeoutMs,
+    deferClose: input.version >= 4,
+  };
   const metrics = sessionMetrics();
   let m: SessionMachine;
   try {

@@ -387,6 +387,97 @@ describe('session machine: invalidate and rejection', () => {
   });
 });
 
+describe('session machine: closes recorded with the next step (runs since 0.6)', () => {
+  const DEFER = { ...OPTIONS, deferClose: true };
+  function connectedDeferring(s = session()) {
+    const m = SessionMachine.start({ session: s, at: T0 - 50, gateway: GW }, T0, DEFER);
+    done(m, m.next(T0));
+    return { m, s };
+  }
+
+  it('a close owes no effect of its own: the soft destroy records it first, at its deadline', () => {
+    const { m, s } = connectedDeferring();
+    close(m, s, T0 + 1_000, T0 + 990);
+    expect(m.state).toMatchObject({ status: SessionStatus.disconnected, closeOwed: true });
+    expect(m.next(T0 + 1_000)).toEqual({ kind: 'wait', until: T0 + 6_000, quiet: false });
+    const soft = done(m, m.next(T0 + 6_000));
+    expect(soft).toMatchObject({
+      kind: EffectKind.softDestroy,
+      close: { socketId: s.socketId, at: T0 + 990, holder: GW },
+    });
+    expect(m.state).toMatchObject({ closeOwed: false, presenceRemoved: true });
+    expect(effectOf(m.next(T0 + 1_000 + 4 * IDLE))).toMatchObject({ kind: EffectKind.hardDestroy });
+  });
+
+  it('a reconnect within the grace: its connect records the old socket’s close, then connects; no soft destroy', () => {
+    const { m, s } = connectedDeferring();
+    close(m, s, T0 + 1_000, T0 + 990);
+    const again = { ...s, socketId: randomUUID() };
+    m.active({ session: again, at: T0 + 1_500, gateway: OTHER_GW }, T0 + 1_500);
+    const connect = done(m, m.next(T0 + 1_500));
+    expect(connect).toMatchObject({
+      kind: EffectKind.connect,
+      lifetime: 1,
+      session: again,
+      previousHolder: GW,
+      close: { socketId: s.socketId, at: T0 + 990, holder: GW },
+    });
+    expect(m.state).toMatchObject({ status: SessionStatus.connected, closeOwed: false, closedSocket: null });
+    expect(m.next(T0 + 10_000)).toEqual({ kind: 'wait', until: T0 + 1_500 + LIVENESS, quiet: true });
+  });
+
+  it('a reconnect after the soft destroy owes no close: the soft destroy recorded it', () => {
+    const { m, s } = connectedDeferring();
+    close(m, s, T0);
+    done(m, m.next(T0 + 5_000));
+    m.active({ session: { ...s, socketId: randomUUID() }, at: T0 + 9_000, gateway: GW }, T0 + 9_000);
+    expect(effectOf(m.next(T0 + 9_000))).toMatchObject({ kind: EffectKind.connect, close: null });
+  });
+
+  it('two reconnects before a connect ran: one close owed, the latest socket at the earliest time', () => {
+    const { m, s } = connectedDeferring();
+    close(m, s, T0 + 100, T0 + 100);
+    const second = { ...s, socketId: randomUUID() };
+    m.active({ session: second, at: T0 + 200, gateway: GW }, T0 + 200);
+    close(m, second, T0 + 300, T0 + 300);
+    const third = { ...s, socketId: randomUUID() };
+    m.active({ session: third, at: T0 + 400, gateway: OTHER_GW }, T0 + 400);
+    expect(effectOf(m.next(T0 + 400))).toMatchObject({
+      kind: EffectKind.connect,
+      lifetime: 2,
+      session: third,
+      close: { socketId: second.socketId, at: T0 + 100, holder: GW },
+    });
+  });
+
+  it('a close the fan-out recorded owes nothing; invalidate records the close in the soft destroy, at once', () => {
+    const { m, s } = connectedDeferring();
+    m.gatewayLost({ ...GW, at: T0 + 60_000, closedSocketId: s.socketId }, T0 + 180_000);
+    expect(effectOf(m.next(T0 + 180_000))).toMatchObject({ kind: EffectKind.softDestroy, close: null });
+
+    const other = connectedDeferring().m;
+    other.invalidate({ reason: 'abuse' });
+    const kinds = [];
+    for (let step = other.next(T0 + 1); step.kind === 'effect'; step = other.next(T0 + 1)) {
+      kinds.push([step.effect.kind, step.effect.close?.socketId ?? null]);
+      other.done(step.effect);
+    }
+    expect(kinds).toEqual([
+      [EffectKind.softDestroy, other.state.socketId],
+      [EffectKind.hardDestroy, null],
+    ]);
+  });
+
+  it('a reconnect while the soft destroy runs owes its close again to the connect (recorded twice, the same row)', () => {
+    const { m, s } = connectedDeferring();
+    close(m, s, T0);
+    const soft = effectOf(m.next(T0 + 5_000));
+    m.active({ session: { ...s, socketId: randomUUID() }, at: T0 + 5_001, gateway: GW }, T0 + 5_001);
+    m.done(soft);
+    expect(effectOf(m.next(T0 + 5_002))).toMatchObject({ kind: EffectKind.connect, close: { socketId: s.socketId } });
+  });
+});
+
 describe('session machine: malformed and foreign signals', () => {
   it.each([
     ['active', (m: SessionMachine) => m.active({ at: 1 }, T0), 'session'],

@@ -12,13 +12,23 @@ const run: Record<EffectKind, Run> = {
   connect: (e, startedBy) =>
     runActivity(
       'connectSession',
-      { session: e.session, at: e.at!, holder: e.holder!, previousHolder: e.previousHolder ?? null },
+      {
+        session: e.session,
+        at: e.at!,
+        holder: e.holder!,
+        previousHolder: e.previousHolder ?? null,
+        ...(e.close ? { closed: e.close } : {}),
+      },
       { startedBy },
     ),
   close: (e, startedBy) =>
     runActivity('closeSession', { session: e.session, at: e.at!, holder: e.holder }, { startedBy }),
   softDestroy: (e, startedBy) =>
-    runActivity('softDestroySession', { session: e.session, closingSocketId: e.session.socketId }, { startedBy }),
+    runActivity(
+      'softDestroySession',
+      { session: e.session, closingSocketId: e.session.socketId, ...(e.close ? { close: e.close } : {}) },
+      { startedBy },
+    ),
   hardDestroy: (e, startedBy) =>
     runActivity(
       'hardDestroySession',

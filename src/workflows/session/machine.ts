@@ -4,6 +4,7 @@ import {
   checkGatewayLost,
   checkHeartbeat,
   checkInvalidate,
+  type OwedClose,
   type Session,
   DestroyReason,
   SessionStatus,
@@ -38,6 +39,8 @@ export interface Effect {
   /** connect: the holder the session moves away from; close: the gateway's event time. */
   previousHolder?: GatewayHolder | null;
   at?: number;
+  /** connect and soft destroy of a run that defers its closes: the owed close to record first. */
+  close?: OwedClose | null;
 }
 
 export type Step =
@@ -50,6 +53,11 @@ export interface MachineOptions {
   idleTimeoutMs: number;
   /** A connected session with no heartbeat for this long is closed (`liveness-expired`). */
   livenessTimeoutMs: number;
+  /**
+   * Record a close with the next step that comes anyway (the soft destroy, or a reconnect's
+   * connect) instead of an effect of its own: runs started since 0.6 (input version 4).
+   */
+  deferClose?: boolean;
 }
 
 export class SessionMachine {
@@ -85,7 +93,13 @@ export class SessionMachine {
     if (s.status !== SessionStatus.destroyed) s.counts.reconnects++;
     const counts = s.counts;
     const lifetime = s.lifetime + 1;
+    // A close still owed goes with the new socket's connect: the latest socket, the earliest time
+    // (the disconnect row keeps its first createdAt and takes the latest socketId).
+    const owed = this.owedClose();
+    const earlier = s.closedSocket ?? null;
+    const closedSocket = owed && earlier ? { ...owed, at: Math.min(owed.at, earlier.at) } : (owed ?? earlier);
     Object.assign(s, fresh(session, gateway, now, at, s.holder), { counts, lifetime });
+    if (this.options.deferClose) s.closedSocket = closedSocket;
   }
 
   heartbeat(raw: unknown, now: number): void {
@@ -146,7 +160,7 @@ export class SessionMachine {
         this.close(s.lastSeenAt, s.lastSeenAt, DestroyReason.liveness);
       }
     }
-    if (s.closeOwed) return this.effect(EffectKind.close);
+    if (s.closeOwed && !this.options.deferClose) return this.effect(EffectKind.close);
     const destroyNow = s.invalidateReason !== null;
     if (!s.presenceRemoved) {
       if (destroyNow || now >= s.softDestroyAt!) return this.effect(EffectKind.softDestroy);
@@ -168,6 +182,7 @@ export class SessionMachine {
       case EffectKind.connect:
         // A close that came before or while it ran stays owed: it follows now.
         s.connectOwed = false;
+        s.closedSocket = null;
         // A rejected connect stored nothing: its close has no row to record.
         if (outcome.rejected !== undefined) this.close(s.connectedAt, s.connectedAt, DestroyReason.invalidated, false);
         else if (outcome.holderLost) this.close(s.connectedAt, s.connectedAt, DestroyReason.gatewayLost, false);
@@ -176,6 +191,7 @@ export class SessionMachine {
         s.closeOwed = false;
         return;
       case EffectKind.softDestroy:
+        if (effect.close) s.closeOwed = false;
         s.presenceRemoved = true;
         s.counts.presenceRemovals++;
         return;
@@ -204,9 +220,17 @@ export class SessionMachine {
     if (kind === EffectKind.connect) {
       effect.previousHolder = s.previousHolder;
       effect.at = s.connectEventAt;
+      if (this.options.deferClose) effect.close = s.closedSocket ?? null;
     }
     if (kind === EffectKind.close) effect.at = s.closeEventAt!;
+    if (kind === EffectKind.softDestroy && this.options.deferClose) effect.close = this.owedClose();
     return { kind: 'effect', effect };
+  }
+
+  /** The current socket's close, while it is owed and not yet recorded. */
+  private owedClose(): OwedClose | null {
+    const s = this.state;
+    return s.closeOwed ? { socketId: s.socketId, at: s.closeEventAt!, holder: s.holder } : null;
   }
 
   private drop(signal: string, check: Check<unknown>): void {
@@ -238,6 +262,7 @@ function fresh(
     lifetime: 0,
     connectOwed: true,
     closeOwed: false,
+    closedSocket: null,
     connectedAt: now,
     connectEventAt: at,
     lastSeenAt: now,
