@@ -8,8 +8,8 @@ const EventType = temporal.api.enums.v1.EventType;
 
 /**
  * What the server recorded for one connection, every run, one short line per event that matters
- * (signals, local activities — the session's four effects, recorded as `MarkerRecorded` events —,
- * regular activities, timers, search attribute upserts, the end): attached to a violation so that
+ * (signals, activities — the session's effects —, local activities of runs started by 0.2 (as
+ * `MarkerRecorded` events), timers, search attribute upserts, the end): attached to a violation so that
  * its cause can be read from the report instead of re-running the seed.
  */
 export async function sessionTrace(ctx: ChaosContext, connectionId: string): Promise<string[]> {

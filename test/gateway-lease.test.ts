@@ -186,6 +186,63 @@ describe('gateway lease (time-skipping)', () => {
     expect(rows.rowCount).toBe(0);
   });
 
+  it('a tick renews the lease even while the last tick’s heartbeats still wait on a slow server', async () => {
+    // The real client, with heartbeat signals held until released (a server slow to take them).
+    const waiting: (() => void)[] = [];
+    const slowHandle = (h: ReturnType<typeof env.client.workflow.getHandle>) =>
+      new Proxy(h, {
+        get(target, prop) {
+          if (prop === 'signal')
+            return async (def: { name: string }, ...args: unknown[]) => {
+              if (def.name === 'heartbeat') await new Promise<void>((resolve) => waiting.push(resolve));
+              return (target.signal as (...a: unknown[]) => Promise<void>)(def, ...args);
+            };
+          const value: unknown = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+    const workflow = new Proxy(env.client.workflow, {
+      get(target, prop) {
+        if (prop === 'getHandle')
+          return (...args: Parameters<typeof target.getHandle>) => slowHandle(target.getHandle(...args));
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const client = new Proxy(env.client, {
+      get: (target, prop) => (prop === 'workflow' ? workflow : (Reflect.get(target, prop, target) as unknown)),
+    });
+    const g = new SessionClient(client, {
+      taskQueue: stack.taskQueue,
+      idleTimeoutMs: IDLE,
+      gatewayId: `gw-slow-${randomUUID().slice(0, 8)}`,
+      autoTick: false,
+      heartbeatForwardIntervalMs: IDLE,
+      now: () => serverTime,
+    });
+    try {
+      const sessions = [makeSession(appPid), makeSession(appPid)];
+      for (const s of sessions) await g.connected(s);
+      serverTime += IDLE; // both heartbeats due
+      const first = g.tick();
+      await waitUntil('both heartbeats waiting', async () => waiting.length === 2);
+      await waitUntil('the first renewal', async () => (await lease(g)).counts.renewals === 1);
+      const second = g.tick();
+      await waitUntil(
+        'the second renewal, heartbeats still waiting',
+        async () => (await lease(g)).counts.renewals === 2,
+      );
+      expect(waiting).toHaveLength(2);
+      for (const release of waiting) release();
+      await Promise.all([first, second]);
+      // The second tick did not send the heartbeats again: the first was still sending them.
+      for (const s of sessions) expect((await state(g, s)).counts.heartbeats).toBe(1);
+    } finally {
+      for (const release of waiting) release();
+      await g.close();
+    }
+  });
+
   it('refuses a gatewayId or incarnation that is empty, too long or has NUL, naming the field', () => {
     const refused = (o: Partial<SessionClientOptions>) => {
       try {

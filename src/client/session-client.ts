@@ -50,7 +50,10 @@ export interface SessionClientOptions {
   heartbeatForwardIntervalMs?: number;
   /** Continue-as-new threshold passed to new session workflows. */
   maxHistoryEvents?: number;
-  /** Renew the lease and send due heartbeats on a timer (default true). Tests call `tick()` instead. */
+  /**
+   * Renew the lease and send due heartbeats on a timer (default true), the heartbeats spread over
+   * half an idle period. Tests call `tick()` instead, which sends them at once.
+   */
   autoTick?: boolean;
   now?: () => number;
 }
@@ -87,7 +90,9 @@ export class SessionClient {
   private readonly now: () => number;
   private acquired: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private ticking: Promise<void> | undefined;
+  private renewing: Promise<void> | undefined;
+  private forwarding: Promise<void> | undefined;
+  private closes = 0;
   /** Wall-clock time of the last renewal that reached the server. */
   private lastRenewal = Date.now();
 
@@ -168,12 +173,16 @@ export class SessionClient {
    * incarnation, and every held socket is connected again.
    */
   async tick(): Promise<void> {
-    this.ticking ??= this.tickOnce().finally(() => (this.ticking = undefined));
-    return this.ticking;
+    // Apart: heartbeats still going out from the last tick (a slow server) must not hold back the
+    // renewal, on which every marker of this gateway depends (bench `capacity`).
+    this.renewing ??= this.renew().finally(() => (this.renewing = undefined));
+    this.forwarding ??= this.forwardDue().finally(() => (this.forwarding = undefined));
+    await Promise.all([this.renewing, this.forwarding]);
   }
 
   /** Clean shutdown, after the gateway's closes went out: stops the timer and releases the lease. */
   async close(): Promise<void> {
+    this.closes++;
     clearInterval(this.timer);
     this.timer = undefined;
     if (!this.acquired) return;
@@ -182,7 +191,7 @@ export class SessionClient {
     this.acquired = undefined;
   }
 
-  private async tickOnce(): Promise<void> {
+  private async renew(): Promise<void> {
     await this.lease();
     const gateway = this.gateway();
     try {
@@ -203,9 +212,23 @@ export class SessionClient {
       )
         await this.reacquire();
     }
+  }
+
+  /**
+   * The heartbeats due, spread over half an idle period when ticking on the timer: sockets opened
+   * in a burst come due in a burst, which would otherwise reach the server at once every forward
+   * interval (a manual `tick()` sends them at once).
+   */
+  private async forwardDue(): Promise<void> {
+    await this.lease();
     const now = this.now();
     const due = [...this.held].filter(([, h]) => now - h.lastForwarded >= this.forwardInterval).map(([id]) => id);
-    await pool(due, TICK_CONCURRENCY, (id) => this.forward(id, now));
+    const round = this.closes;
+    const send = async (id: string) => {
+      if (round === this.closes) await this.forward(id, now); // close() ends the round
+    };
+    const spread = this.options.autoTick === false ? 0 : this.options.idleTimeoutMs / 2;
+    await pool(due, TICK_CONCURRENCY, send, spread);
   }
 
   private async reacquire(): Promise<void> {
@@ -329,10 +352,24 @@ export class SessionClient {
   }
 }
 
-async function pool<T>(items: T[], concurrency: number, work: (item: T) => Promise<unknown>): Promise<void> {
+/** `work` on every item, `concurrency` at a time; with `spreadMs`, item i starts no sooner than i/n of it. */
+async function pool<T>(
+  items: T[],
+  concurrency: number,
+  work: (item: T) => Promise<unknown>,
+  spreadMs = 0,
+): Promise<void> {
+  const started = Date.now();
+  const step = items.length > 1 ? spreadMs / items.length : 0;
   let next = 0;
   const worker = async () => {
-    while (next < items.length) await work(items[next++]!);
+    while (next < items.length) {
+      const i = next++;
+      const wait = started + i * step - Date.now();
+      // Unref'd: a paced tick never keeps the gateway process alive.
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait).unref());
+      await work(items[i]!);
+    }
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
 }
