@@ -440,35 +440,20 @@ describe('activities against real Redis, Postgres and RabbitMQ', () => {
       const t0 = Date.now() - 10_000;
       await activities.connectSession({ session: old, at: t0, holder: oldHolder!, previousHolder: null });
       const closed = { socketId: old.socketId, at: t0 + 1_000, holder: oldHolder! };
-      await activities.connectSession({
-        session: again,
-        at: t0 + 1_500,
-        holder: newHolder!,
-        previousHolder: oldHolder!,
-        closed,
-      });
+      const reconnect = { session: again, at: t0 + 1_500, holder: newHolder!, previousHolder: oldHolder!, closed };
+      const rows = async () =>
+        (await connectionRows(old.connectionId)).map((e) => [e.connectionEventType, e.createdAtMs, e.socketId]);
+      await activities.connectSession(reconnect);
       expect(await redis().hexists(track2[0]!, old.connectionId)).toBe(0);
       expect(await redis().hget(track2[1]!, old.connectionId)).toContain(again.socketId);
-      const rows = (await connectionRows(old.connectionId)).map((e) => [
-        e.connectionEventType,
-        e.createdAtMs,
-        e.socketId,
-      ]);
-      expect(rows).toEqual([
+      const written = [
         ['connect', t0, again.socketId],
         ['disconnect', t0 + 1_000, old.socketId],
-      ]);
+      ];
+      expect(await rows()).toEqual(written);
       // A retry of the same connect writes the same rows.
-      await activities.connectSession({
-        session: again,
-        at: t0 + 1_500,
-        holder: newHolder!,
-        previousHolder: oldHolder!,
-        closed,
-      });
-      expect(
-        (await connectionRows(old.connectionId)).map((e) => [e.connectionEventType, e.createdAtMs, e.socketId]),
-      ).toEqual(rows);
+      await activities.connectSession(reconnect);
+      expect(await rows()).toEqual(written);
     });
 
     it('the soft destroy records an owed close before it removes presence: out of the index, the disconnect row', async () => {

@@ -225,7 +225,7 @@ describe('gateway lease (time-skipping)', () => {
       for (const s of sessions) await g.connected(s);
       serverTime += IDLE; // both heartbeats due
       const first = g.tick();
-      await waitUntil('both heartbeats waiting', async () => waiting.length === 2);
+      await waitUntil('both heartbeats waiting', () => Promise.resolve(waiting.length === 2));
       await waitUntil('the first renewal', async () => (await lease(g)).counts.renewals === 1);
       const second = g.tick();
       await waitUntil(
