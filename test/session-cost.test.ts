@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { temporal } from '@temporalio/proto';
+import type { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { SessionStatus, gatewayWorkflowId, sessionWorkflowId, type SessionView } from '../src/client';
+import { SessionClient, SessionStatus, gatewayWorkflowId, sessionWorkflowId, type SessionView } from '../src/client';
 import { devServerEnv, timeSkippingEnv } from './helpers/temporal';
 import { makeSession, seedApp, startStack, testConfig } from './helpers/stack';
 
@@ -18,6 +20,43 @@ async function chainEvents(env: TestWorkflowEnvironment, workflowId: string) {
     if (!runId) break;
   }
   return { events, kinds };
+}
+
+async function waitForReconnect(client: SessionClient, connectionId: string): Promise<void> {
+  for (const until = Date.now() + 20_000; Date.now() < until;) {
+    const st = await client.describe(connectionId);
+    if (st?.counts.reconnects === 1 && st.holder.gatewayId === client.holder.gatewayId) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${connectionId}: the reconnect never reached the session`);
+}
+
+/** The real client, recording which workflow calls reach the server. */
+function recordingClient(client: Client, calls: string[]): Client {
+  const pass = (target: object, prop: string | symbol) => {
+    const value: unknown = Reflect.get(target, prop, target);
+    return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+  };
+  const recorded = <T extends object>(target: T, names: string[]): T =>
+    new Proxy(target, {
+      get(t, prop) {
+        const value = pass(t, prop);
+        if (typeof prop !== 'string' || !names.includes(prop) || typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.push(prop);
+          return (value as (...a: unknown[]) => unknown)(...args);
+        };
+      },
+    });
+  const starts = recorded(client.workflow, ['start', 'signalWithStart']);
+  const workflow = new Proxy(starts, {
+    get: (t, prop) =>
+      prop === 'getHandle'
+        ? (...args: Parameters<Client['workflow']['getHandle']>) =>
+            recorded(client.workflow.getHandle(...args), ['describe', 'signal', 'query', 'result'])
+        : (Reflect.get(t, prop) as unknown),
+  });
+  return new Proxy(client, { get: (t, prop) => (prop === 'workflow' ? workflow : pass(t, prop)) });
 }
 
 /**
@@ -61,6 +100,47 @@ describe('session history cost', () => {
       expect(kinds[EventType.EVENT_TYPE_MARKER_RECORDED] ?? 0).toBe(0);
       // The one upsert left: SessionStatus at the close.
       expect(kinds[EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES]).toBe(1);
+    });
+  });
+
+  describe('connected() calls (dev server)', () => {
+    let env: TestWorkflowEnvironment;
+    let stack: Awaited<ReturnType<typeof startStack>>;
+    beforeAll(async () => {
+      env = await devServerEnv();
+      stack = await startStack(env, testConfig());
+    });
+    afterAll(async () => {
+      await stack?.stop();
+      await env?.teardown();
+    });
+
+    it('a reconnect through another gateway costs the server a read and a signal, no refused start; a first connect a read and a start', async () => {
+      const { appPid } = await seedApp(stack.resources);
+      const s = makeSession(appPid);
+      const calls = (gatewayId: string) => {
+        const made: string[] = [];
+        const client = new SessionClient(recordingClient(env.client, made), {
+          taskQueue: stack.taskQueue,
+          idleTimeoutMs: stack.config.idleTimeoutMs,
+          gatewayId,
+          autoTick: false,
+        });
+        return { client, made };
+      };
+      const first = calls('gw-cost-a');
+      const second = calls('gw-cost-b');
+      try {
+        // The lease's own calls (its signal-with-start) come first, once per process.
+        await first.client.connected(s);
+        expect(first.made).toEqual(['signalWithStart', 'describe', 'start']);
+        await second.client.connected({ ...s, socketId: randomUUID() });
+        expect(second.made).toEqual(['signalWithStart', 'describe', 'signalWithStart']);
+        await waitForReconnect(second.client, s.connectionId);
+      } finally {
+        await first.client.close();
+        await second.client.close();
+      }
     });
   });
 

@@ -282,7 +282,11 @@ export class SessionClient {
     return this.client.workflow.getHandle(gatewayWorkflowId(this.holder.gatewayId));
   }
 
-  /** A plain start (no signal event) for a first connect; a running session is checked and signalled. */
+  /**
+   * A running session is checked and signalled; otherwise a plain start (no signal event). The read
+   * comes first because reconnects come in storms (a gateway lost, a deploy): a reconnect costs the
+   * server a read and a signal, not a refused start as well; a first connect costs it a read more.
+   */
   private async start(msg: ActiveMessage): Promise<void> {
     const s = msg.session;
     const input: SessionWorkflowInput = {
@@ -303,16 +307,18 @@ export class SessionClient {
       staticSummary: `session ${s.connectionId}`,
       staticDetails: `appPid: ${s.appPid}\nconnectionId: ${s.connectionId}\nuid: ${s.uid}`,
     };
-    try {
-      await this.client.workflow.start<SessionWorkflow>('sessionWorkflow', {
-        ...options,
-        workflowIdConflictPolicy: 'FAIL',
-      });
-      return;
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    if (!(await this.running(s))) {
+      try {
+        await this.client.workflow.start<SessionWorkflow>('sessionWorkflow', {
+          ...options,
+          workflowIdConflictPolicy: 'FAIL',
+        });
+        return;
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      }
+      await this.running(s); // started by a connect racing this one: its owner decides
     }
-    await this.assertOwnership(s);
     // With-start: the run may have ended since.
     await this.client.workflow.signalWithStart<SessionWorkflow, [ActiveMessage]>('sessionWorkflow', {
       ...options,
@@ -321,24 +327,28 @@ export class SessionClient {
     });
   }
 
-  /** A connectionId live for another uid is refused (upstream let any client claim it). */
+  /**
+   * Whether a run of this session is running; one live for another uid is refused (upstream let any
+   * client claim it).
+   */
   // Read from the server (memo), not by query: it answers while no worker is up. The workflow
   // refuses a foreign `active` signal as well, for two claims racing past this check. (appPid needs
   // no check: a valid connectionId starts with its appPid.)
-  private async assertOwnership(session: Session): Promise<void> {
+  private async running(session: Session): Promise<boolean> {
     let owner: Record<string, unknown> | undefined;
     try {
       const description = await this.client.workflow.getHandle(sessionWorkflowId(session.connectionId)).describe();
-      if (description.status.name !== 'RUNNING') return;
+      if (description.status.name !== 'RUNNING') return false;
       owner = description.memo;
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return;
+      if (err instanceof WorkflowNotFoundError) return false;
       throw err;
     }
     // A run without the memo (the time-skipping server drops it on continue-as-new) is left to the
     // workflow's own check.
     if (typeof owner?.uid === 'string' && owner.uid !== session.uid)
       throw new ConnectionOwnershipError(session.connectionId, 'uid');
+    return true;
   }
 
   private async signalIfRunning(connectionId: string, send: () => Promise<void>): Promise<boolean> {
