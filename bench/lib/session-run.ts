@@ -8,7 +8,8 @@ import { randomId } from '../../harness/random-id';
 import { seedApp, seedUsers } from '../../harness/seed';
 import { sleep } from '../../harness/sleep';
 import type { WorkerChild } from '../../harness/worker-child';
-import type { SessionClientOptions } from '../../src/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { sessionWorkflowId, type SessionClientOptions } from '../../src/client';
 import type { SessionUser } from '../../src/contracts/session';
 import type { Audit, BenchContext, Figure } from './context';
 import { Driver, type DriverHooks, type DriverStats } from './driver';
@@ -120,6 +121,26 @@ export class SessionRun {
   /** Hard destroy is due this long after a close (spec §3). */
   get destroyDelayMs(): number {
     return 4 * this.idleTimeoutMs;
+  }
+
+  /**
+   * Of these connections (an open of each failed), those that left no session workflow: the server
+   * refused the call. They are dropped from the run (its teardown would wait for a destroy that
+   * cannot come); one whose failed call did start its workflow stays, and is torn down and audited.
+   */
+  async dropRefused(failed: Iterable<SimConnection>): Promise<SimConnection[]> {
+    const refused: SimConnection[] = [];
+    for (const conn of failed) {
+      try {
+        await this.ctx.env.client.workflow.getHandle(sessionWorkflowId(conn.connectionId)).describe();
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        refused.push(conn);
+      }
+    }
+    const drop = new Set(refused);
+    this.conns.splice(0, this.conns.length, ...this.conns.filter((c) => !drop.has(c)));
+    return refused;
   }
 
   /** `finish` for a run that kept its sockets open: they close 20 ms apart (20 s at most). */
