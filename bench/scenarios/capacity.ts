@@ -93,7 +93,7 @@ export const capacity: Scenario = {
     // 20,000) leaves the count: the ramp opens another in its place.
     const failedOpens = new Set<SimConnection>();
     run.hooks.failed = (event: TraceEvent) => {
-      if (event.kind !== 'open' || connected.has(event.socketId)) return;
+      if (event.kind !== 'open') return;
       failedOpens.add(event.conn);
       const i = live.indexOf(event.conn);
       if (i >= 0) live.splice(i, 1);
