@@ -68,13 +68,27 @@ export interface DevServer {
 export const DEV_SQLITE_PRAGMAS = ['journal_mode=wal', 'synchronous=normal'];
 
 /**
- * Dynamic config of every dev server tether runs (npm start, tests, bench, chaos). Eager activity
- * execution: an activity scheduled by a workflow task comes back with that task's completion, to
- * the same worker, recorded as started in the same state write; without it (the server's default)
- * each activity costs a state transition and a matching round trip more. A lifecycle: 22–23 state
- * transitions instead of 27, the same 44 events (docs/design.md, "Event budget").
+ * Dynamic config of every dev server tether runs (npm start, tests, bench, chaos).
+ *
+ * Eager activity execution: an activity scheduled by a workflow task comes back with that task's
+ * completion, to the same worker, recorded as started in the same state write; without it (the
+ * server's default) each activity costs a state transition and a matching round trip more. A
+ * lifecycle: 22–23 state transitions instead of 27, the same 44 events (docs/design.md, "Event
+ * budget").
+ *
+ * Per-host request limits (frontend 2,400/s, matching 1,200/s, history 3,000/s by default) raised:
+ * a reconnect storm (bench `storm`: 100 closes and reconnects in a second, each about ten calls
+ * from gateways and the worker, plus the polls) ran into them, and the throttled calls' retries
+ * doubled each reconnect's time to live (p50 1.2 s → 0.7 s with them raised). The server's CPU,
+ * not these limits, then bounds its rate.
  */
-export const DEV_DYNAMIC_CONFIG = { 'system.enableActivityEagerExecution': true } as const;
+export const DEV_DYNAMIC_CONFIG = {
+  'system.enableActivityEagerExecution': true,
+  'frontend.rps': 20_000,
+  'frontend.namespaceRPS': 20_000,
+  'matching.rps': 20_000,
+  'history.rps': 20_000,
+} as const;
 
 export const dynamicConfigArgs = (config: Record<string, unknown>): string[] =>
   Object.entries(config).flatMap(([k, v]) => ['--dynamic-config-value', `${k}=${JSON.stringify(v)}`]);
