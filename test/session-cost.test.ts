@@ -98,8 +98,34 @@ describe('session history cost', () => {
       // A run started since 0.4 never asks patched(): no marker, no TemporalChangeVersion upsert.
       const { kinds } = await chainEvents(env, sessionWorkflowId(s.connectionId));
       expect(kinds[EventType.EVENT_TYPE_MARKER_RECORDED] ?? 0).toBe(0);
-      // The one upsert left: SessionStatus at the close.
+      // The one upsert left: SessionStatus when the close's grace ended.
       expect(kinds[EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES]).toBe(1);
+    });
+
+    it('a close and a reconnect within the grace write no SessionStatus; the close that outlives its grace writes it once, after the soft destroy', async () => {
+      const { appPid } = await seedApp(stack.resources);
+      const s = makeSession(appPid);
+      await stack.client.connected(s);
+      await stack.client.disconnected(s);
+      const again = { ...s, socketId: randomUUID() };
+      await stack.client.connected(again);
+      for (const until = Date.now() + 10_000; ;) {
+        const st = await stack.client.describe(s.connectionId);
+        if (st?.socketId === again.socketId && st.status === SessionStatus.connected) break;
+        if (Date.now() > until) throw new Error('the reconnect never reached the session');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await stack.client.disconnected(again);
+      const handle = env.client.workflow.getHandle(sessionWorkflowId(s.connectionId));
+      expect(((await handle.result()) as SessionView).counts.reconnects).toBe(1);
+      const events = (await handle.fetchHistory()).events ?? [];
+      const upserts = events.flatMap((e, i) => (e.upsertWorkflowSearchAttributesEventAttributes ? [i] : []));
+      const softDestroy = events.findIndex(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'softDestroySession',
+      );
+      expect(upserts).toHaveLength(1);
+      expect(softDestroy).toBeGreaterThan(0);
+      expect(upserts[0]).toBeGreaterThan(softDestroy);
     });
   });
 

@@ -270,6 +270,39 @@ describe('users online/offline (dev server, two workers)', () => {
     }
   });
 
+  it('a reconnect within the grace sends the user workflow no up; the down names the socket it was told of, the offline broadcast the socket that closed', async () => {
+    const { user, capture } = await newUser();
+    try {
+      const a = sessionOf(user);
+      await stack.client.connected(a);
+      await waitFor(
+        'online',
+        () => observed(user),
+        (o) => o.redisOnline && o.connections.length === 1,
+      );
+      await stack.client.disconnected(a);
+      const a2 = reconnect(a);
+      await stack.client.connected(a2);
+      await stack.client.disconnected(a2);
+      // The session's effects run one after another: its connect of a2 ran before this edge.
+      const st = await waitFor(
+        'the offline edge recorded',
+        () => userState(user),
+        (u) => u.counts.offlineEdges === 1,
+        15_000,
+      );
+      expect(st.counts).toMatchObject({ ups: 1, downs: 1, staleDowns: 0, onlineEdges: 1 });
+      expect(st.lastSession?.socketId).toBe(a2.socketId);
+      await capture.drain();
+      expect(capture.events()).toEqual(['connection:status', 'connect', 'connection:status', 'disconnect']);
+      const sockets = capture.messages.map((m) => (m.body.session as Session).socketId);
+      expect(sockets).toEqual([a.socketId, a.socketId, a2.socketId, a2.socketId]);
+      expect(await observed(user)).toMatchObject({ redisOnline: false, dbOnline: false, connections: [] });
+    } finally {
+      await capture.close();
+    }
+  });
+
   it('a down for an older socket, or from an unknown sender, changes nothing', async () => {
     const { user, capture } = await newUser();
     try {
@@ -345,7 +378,7 @@ describe('users online/offline (dev server, two workers)', () => {
     }
   });
 
-  it('continues as new under a stream of reconnects without losing the user or making an edge', async () => {
+  it('continues as new under a stream of ups for reconnects (as workers before 0.6.2 sent) without losing the user or making an edge', async () => {
     const { user, capture } = await newUser();
     try {
       let a = sessionOf(user);
@@ -365,9 +398,12 @@ describe('users online/offline (dev server, two workers)', () => {
         (o) => o.redisOnline && o.connections.length === 1,
       );
       const firstRun = (await env.client.workflow.getHandle(workflowId).describe()).runId;
+      const handle = env.client.workflow.getHandle(workflowId);
       for (let i = 0; i < 15; i++) {
         a = reconnect(a);
         await stack.client.connected(a);
+        // Since 0.6.2 the session sends no up for a reconnect; an older worker's connect did.
+        await handle.signal(connectionUpSignal, { connectionId: a.connectionId, session: a });
         await waitFor(
           'up delivered',
           () => userState(user),

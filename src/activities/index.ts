@@ -123,12 +123,14 @@ export function createActivities(deps: ActivityDeps): Activities {
 
   const session: SessionActivities = {
     async connectSession(input) {
-      // The previous socket's close before this socket's connect: the rows end as upstream's.
-      if (input.closed) await recordClose(input.session, input.closed);
+      // The marker first: a reconnect is live as soon as it can be (bench storm). Its index entry
+      // replaces the previous socket's, whose removal (guarded by socket) then changes nothing.
       const { holderLost } = await index.enter(input.session, input.at, input.holder, input.previousHolder);
+      // The previous socket's disconnect row before this socket's connect row: the rows end as upstream's.
+      if (input.closed) await recordClose(input.session, input.closed);
       if (holderLost) return { holderLost };
       await v1.recordConnectionEvent({ session: input.session, type: 'connect', at: input.at });
-      await users.signalUserConnectionUp({ session: input.session });
+      if (input.userUp !== false) await users.signalUserConnectionUp({ session: input.session });
       return { holderLost };
     },
 
@@ -139,7 +141,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     async softDestroySession(input) {
       if (input.close) await recordClose(input.session, input.close);
       const result = await v1.removeSessionPresence(input);
-      await users.signalUserConnectionDown({ session: input.session });
+      await users.signalUserConnectionDown({ session: input.session, socketId: input.userSocketId });
       return result;
     },
 

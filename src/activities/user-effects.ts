@@ -123,10 +123,15 @@ export function createUserActivities(
     },
 
     /** Session workflow, at the soft destroy (or a destroy that came first): the connection is gone. */
-    async signalUserConnectionDown({ session }) {
+    async signalUserConnectionDown({ session, socketId }) {
       if (!session.user) return;
       await signalUser(deps, session.appPid, session.user.clientId, {
-        down: { connectionId: session.connectionId, socketId: session.socketId, source: DownSource.session },
+        down: {
+          connectionId: session.connectionId,
+          socketId: socketId ?? session.socketId,
+          source: DownSource.session,
+          session,
+        },
       });
     },
 

@@ -290,7 +290,7 @@ export class SessionClient {
   private async start(msg: ActiveMessage): Promise<void> {
     const s = msg.session;
     const input: SessionWorkflowInput = {
-      version: 4,
+      version: 5,
       active: msg,
       idleTimeoutMs: this.options.idleTimeoutMs,
       livenessTimeoutMs: 3 * this.forwardInterval,

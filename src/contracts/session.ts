@@ -212,6 +212,11 @@ export interface SessionState {
    * absent in states carried over from 0.5.
    */
   closedSocket?: OwedClose | null;
+  /**
+   * The socket the user workflow was last told is up (`connectionUp`), until a soft destroy told
+   * it the connection is down; a reconnect meanwhile sends no up. Absent in states from 0.6.1.
+   */
+  userSocketId?: string | null;
   connectedAt: number;
   /** The gateway's time of the connect, for the connection row. */
   connectEventAt: number;
@@ -267,12 +272,14 @@ export interface SessionView {
 
 export interface SessionWorkflowInput {
   /**
-   * Who started the run: 4 since 0.6 (closes recorded with the next step, docs/design.md), 3
+   * Who started the run: 5 since 0.7 (a reconnect within the grace tells the user workflow
+   * nothing, and `SessionStatus` turns disconnected when the grace ends), 4 since 0.6 (closes
+   * recorded with the next step, docs/design.md), 3
    * since 0.3, 2 for 0.2 (whose runs replay their local-activity markers,
    * src/workflows/effect-runner.ts); absent in 0.1's inputs, which run the 0.1 code
    * (src/workflows/legacy). Continue-as-new keeps it.
    */
-  version: 2 | 3 | 4;
+  version: 2 | 3 | 4 | 5;
   /** First contact; ignored when `state` is carried over by continue-as-new. */
   active: ActiveMessage;
   idleTimeoutMs: number;
@@ -309,6 +316,7 @@ export interface SessionActivities {
    * Connect: marker, heartbeat score and the holder's index; the connect row; the user up. Nothing
    * when the holder is already lost (the session then closes itself as gateway-lost). `closed`: the
    * previous socket's close, still owed, recorded first (its index entry, its disconnect row).
+   * `userUp: false`: the user workflow already counts this connection, no up (absent: up).
    */
   connectSession(input: {
     session: Session;
@@ -316,14 +324,21 @@ export interface SessionActivities {
     holder: GatewayHolder;
     previousHolder: GatewayHolder | null;
     closed?: OwedClose;
+    userUp?: boolean;
   }): Promise<{ holderLost: boolean }>;
   /** Close: out of the holder's index first (no refresh marks it live again), then the disconnect row. */
   closeSession(input: { session: Session; at: number; holder: GatewayHolder | null }): Promise<void>;
   /**
    * Soft destroy: `close` (the socket's close, still owed) recorded first, then presence removed and
-   * leave broadcasts (unless a newer socket is live), the user down.
+   * leave broadcasts (unless a newer socket is live), the user down (naming `userSocketId`, the
+   * socket the user workflow was told of, when it is not the session's).
    */
-  softDestroySession(input: { session: Session; closingSocketId: string; close?: OwedClose }): Promise<PresenceResult>;
+  softDestroySession(input: {
+    session: Session;
+    closingSocketId: string;
+    close?: OwedClose;
+    userSocketId?: string;
+  }): Promise<PresenceResult>;
   /** Hard destroy: out of the index, then presence left, subscriptions, score, marker, `disconnectedAt`. */
   hardDestroySession(input: {
     session: Session;
@@ -355,5 +370,6 @@ export interface LegacySessionActivities {
   /** After recording a connect: the connection is live for its user (`connectionUp`). */
   signalUserConnectionUp(input: { session: Session }): Promise<void>;
   /** At the soft destroy (or a destroy that came first): the connection is gone (`connectionDown`). */
-  signalUserConnectionDown(input: { session: Session }): Promise<void>;
+  /** `socketId`: the socket the user workflow was told of (default the session's). */
+  signalUserConnectionDown(input: { session: Session; socketId?: string }): Promise<void>;
 }

@@ -7,7 +7,10 @@ import { checkSession, type Session, type SessionUser } from './session';
  * online/offline edges. Session workflows feed it through activities (signal-with-start).
  */
 
-/** A connection of the user is live: sent after its connect is recorded, again on every reconnect. */
+/**
+ * A connection of the user is live: sent after its connect is recorded, and after a reconnect's
+ * only when a down came since (a reconnect within the grace sends none).
+ */
 export interface ConnectionUpMessage {
   connectionId: string;
   session: Session;
@@ -21,11 +24,19 @@ export const DownSource = {
 } as const;
 export type DownSource = (typeof DownSource)[keyof typeof DownSource];
 
-/** A connection of the user is gone. Ignored unless `socketId` is the one the last up reported. */
+/**
+ * A connection of the user is gone. Ignored unless `socketId` (the socket its session told the
+ * user workflow of) or `session.socketId` is the one the last up reported.
+ */
 export interface ConnectionDownMessage {
   connectionId: string;
   socketId: string;
   source: DownSource;
+  /**
+   * The connection's session as it closed (its latest socket, which a reconnect within the grace
+   * did not report up): the offline broadcast carries it. Absent: the session of the last up.
+   */
+  session?: Session;
 }
 
 const invalid = (field: string, reason: string) => ({ ok: false, field, reason }) as const;
@@ -57,7 +68,13 @@ export function checkConnectionDown(v: unknown): Check<ConnectionDownMessage> {
   if (typeof msg.socketId !== 'string') return invalid('socketId', 'must be a string');
   if (msg.source !== DownSource.session && msg.source !== DownSource.sweep)
     return invalid('source', 'must be session or sweep');
-  return { ok: true, value: { connectionId: msg.connectionId, socketId: msg.socketId, source: msg.source } };
+  const value: ConnectionDownMessage = { connectionId: msg.connectionId, socketId: msg.socketId, source: msg.source };
+  if (msg.session === undefined) return { ok: true, value };
+  const session = checkSession(msg.session);
+  if (!session.ok) return session;
+  if (session.value.connectionId !== msg.connectionId)
+    return invalid('session.connectionId', 'does not match connectionId');
+  return { ok: true, value: { ...value, session: session.value } };
 }
 
 export const connectionUpSignal = defineSignal<[ConnectionUpMessage]>('connectionUp');

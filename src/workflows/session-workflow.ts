@@ -12,7 +12,7 @@ import {
   type SessionWorkflowInput as LegacyInput,
 } from './legacy/session-v1';
 import { Deadline } from './deadline';
-import { SessionStatus, type SessionView, type SessionWorkflowInput } from '../contracts/session';
+import { SessionStatus, type SessionState, type SessionView, type SessionWorkflowInput } from '../contracts/session';
 import { SessionStatusKey, sessionMemo, sessionSearchAttributes } from '../contracts/search-attributes';
 import { runEffect } from './session/effects';
 import { setSessionHandlers } from './session/handlers';
@@ -31,7 +31,14 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
     idleTimeoutMs: input.idleTimeoutMs,
     livenessTimeoutMs: input.livenessTimeoutMs,
     deferClose: input.version >= 4,
+    quietReconnect: input.version >= 5,
   };
+  // Since 0.7 a close shows as disconnected only once its grace is over: a socket that reconnects
+  // within it (a storm) writes nothing to visibility, twice over.
+  const shownStatus = (s: SessionState): SessionStatus =>
+    input.version >= 5 && s.status === SessionStatus.disconnected && !s.presenceRemoved
+      ? SessionStatus.connected
+      : s.status;
   const metrics = sessionMetrics();
   let m: SessionMachine;
   try {
@@ -48,7 +55,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
 
   const deadline = new Deadline();
   // SessionStatus while the run lives; a destroyed session is a closed run (one upsert fewer).
-  let shown: SessionStatus = input.state?.status ?? SessionStatus.connected;
+  let shown = shownStatus(m.state);
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   for (;;) {
     const step = m.next(Date.now());
@@ -65,8 +72,8 @@ export async function sessionWorkflow(input: SessionWorkflowInput | LegacyInput)
       if (m.next(Date.now()).kind === 'done') return view();
       continue; // a reconnect landed in the same activation
     }
-    if (m.state.status !== shown) {
-      shown = m.state.status;
+    if (shownStatus(m.state) !== shown) {
+      shown = shownStatus(m.state);
       upsertSearchAttributes({ [SessionStatusKey.name]: [shown] });
     }
     const info = workflowInfo();

@@ -31,8 +31,8 @@ const fx = proxyActivities<UserActivities>({
 
 /**
  * One run per user while the user has live connections (workflow id `user:{appPid}:{clientId}`).
- * Session workflows signal `connectionUp` after recording a connect and `connectionDown` at the soft
- * destroy; the sweep signals `connectionDown` for connections it cleans. Signals only change the
+ * Session workflows signal `connectionUp` after recording a connect (not a reconnect's within the
+ * grace: the connection is still counted) and `connectionDown` at the soft destroy; the sweep signals `connectionDown` for connections it cleans. Signals only change the
  * set of live connections; the main loop alone runs effects, one at a time, reconciling what Redis
  * and the DB were told with that set. Hence exactly one online effect (and broadcast) per
  * offline→online edge and one offline effect per online→offline edge, however many connections
@@ -73,9 +73,11 @@ export async function userWorkflow(input: UserWorkflowInput): Promise<UserState>
     if (!checked.ok) return drop('connectionDown', checked.field, checked.reason);
     const msg = checked.value;
     const live = state.connections[msg.connectionId];
-    if (live && live.socketId === msg.socketId) {
+    // The socket the session told of, or the one that closed (an up for it came from elsewhere:
+    // an activity of a worker older than 0.6.2, which signals every reconnect).
+    if (live && (live.socketId === msg.socketId || live.socketId === msg.session?.socketId)) {
       delete state.connections[msg.connectionId];
-      state.lastSession = live.session;
+      state.lastSession = msg.session ?? live.session;
       state.counts.downs++;
     } else if (!live && msg.source === DownSource.sweep) {
       // Never live in this run (a legacy BullMQ id, or one this run already let go): its entry in

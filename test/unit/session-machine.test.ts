@@ -62,6 +62,7 @@ describe('session machine: start and connect', () => {
       holder: GW,
       previousHolder: null,
       at: T0 - 50,
+      userUp: true,
     });
   });
 
@@ -136,7 +137,13 @@ describe('session machine: close, soft and hard destroy', () => {
     done(m, m.next(T0));
     expect(m.next(T0 + 4_999).kind).toBe('wait');
     const soft = done(m, m.next(T0 + 5_000));
-    expect(soft).toEqual({ kind: EffectKind.softDestroy, lifetime: 0, session: s, holder: GW });
+    expect(soft).toEqual({
+      kind: EffectKind.softDestroy,
+      lifetime: 0,
+      session: s,
+      holder: GW,
+      userSocketId: s.socketId,
+    });
     expect(m.state.presenceRemoved).toBe(true);
     expect(m.state.counts.presenceRemovals).toBe(1);
     expect(m.next(T0 + 5_001)).toEqual({ kind: 'wait', until: T0 + 4 * IDLE, quiet: false });
@@ -475,6 +482,101 @@ describe('session machine: closes recorded with the next step (runs since 0.6)',
     m.active({ session: { ...s, socketId: randomUUID() }, at: T0 + 5_001, gateway: GW }, T0 + 5_001);
     m.done(soft);
     expect(effectOf(m.next(T0 + 5_002))).toMatchObject({ kind: EffectKind.connect, close: { socketId: s.socketId } });
+  });
+});
+
+describe('session machine: what the user workflow was told (runs since 0.7)', () => {
+  const DEFER = { ...OPTIONS, deferClose: true, quietReconnect: true };
+  const reconnect = (m: SessionMachine, s: Session, now: number) => {
+    const again = { ...s, socketId: randomUUID() };
+    m.active({ session: again, at: now, gateway: GW }, now);
+    return again;
+  };
+
+  it('the first connect tells the user; a reconnect within the grace does not, and the soft destroy’s down names the socket the user was told of', () => {
+    const s = session();
+    const m = SessionMachine.start({ session: s, at: T0 - 50, gateway: GW }, T0, DEFER);
+    expect(done(m, m.next(T0))).toMatchObject({ kind: EffectKind.connect, userUp: true });
+    expect(m.state.userSocketId).toBe(s.socketId);
+    close(m, s, T0 + 1_000);
+    const again = reconnect(m, s, T0 + 1_500);
+    expect(done(m, m.next(T0 + 1_500))).toMatchObject({ kind: EffectKind.connect, session: again, userUp: false });
+    expect(m.state.userSocketId).toBe(s.socketId);
+    close(m, again, T0 + 2_000);
+    const soft = done(m, m.next(T0 + 7_000));
+    expect(soft).toMatchObject({ kind: EffectKind.softDestroy, session: again, userSocketId: s.socketId });
+    expect(m.state.userSocketId).toBeNull();
+  });
+
+  it('after a soft destroy (a down sent) the next connect tells the user again', () => {
+    const s = session();
+    const m = SessionMachine.start({ session: s, at: T0 - 50, gateway: GW }, T0, DEFER);
+    done(m, m.next(T0));
+    close(m, s, T0 + 1_000);
+    done(m, m.next(T0 + 6_000));
+    const again = reconnect(m, s, T0 + 9_000);
+    expect(done(m, m.next(T0 + 9_000))).toMatchObject({ kind: EffectKind.connect, session: again, userUp: true });
+    expect(m.state.userSocketId).toBe(again.socketId);
+  });
+
+  it('a soft destroy that returns after a reconnect still counts as the down: the reconnect’s connect tells the user', () => {
+    const s = session();
+    const m = SessionMachine.start({ session: s, at: T0 - 50, gateway: GW }, T0, DEFER);
+    done(m, m.next(T0));
+    close(m, s, T0);
+    const soft = effectOf(m.next(T0 + 5_000));
+    reconnect(m, s, T0 + 5_001);
+    m.done(soft);
+    expect(effectOf(m.next(T0 + 5_002))).toMatchObject({ kind: EffectKind.connect, lifetime: 1, userUp: true });
+  });
+
+  it('a connect that returns after a reconnect still told the user: the next connect does not', () => {
+    const s = session();
+    const m = SessionMachine.start({ session: s, at: T0 - 50, gateway: GW }, T0, DEFER);
+    const first = effectOf(m.next(T0));
+    reconnect(m, s, T0 + 10);
+    m.done(first);
+    expect(m.state.userSocketId).toBe(s.socketId);
+    expect(effectOf(m.next(T0 + 20))).toMatchObject({ kind: EffectKind.connect, lifetime: 1, userUp: false });
+  });
+
+  it('a connect that stored nothing (gateway already lost, or rejected) told the user nothing', () => {
+    for (const outcome of [{ holderLost: true }, { rejected: 'unknown app' }]) {
+      const m = SessionMachine.start({ session: session(), at: T0 - 50, gateway: GW }, T0, DEFER);
+      done(m, m.next(T0), outcome);
+      expect(m.state.userSocketId).toBeNull();
+    }
+  });
+
+  it('a run started before 0.7 (input version 4) tells the user at every connect, as it did; its down names the last socket told', () => {
+    const s = session();
+    const V4 = { ...OPTIONS, deferClose: true };
+    const m = SessionMachine.start({ session: s, at: T0 - 50, gateway: GW }, T0, V4);
+    done(m, m.next(T0));
+    close(m, s, T0 + 1_000);
+    const again = reconnect(m, s, T0 + 1_500);
+    expect(done(m, m.next(T0 + 1_500))).toMatchObject({ kind: EffectKind.connect, session: again, userUp: true });
+    close(m, again, T0 + 2_000);
+    expect(effectOf(m.next(T0 + 7_000))).toMatchObject({ kind: EffectKind.softDestroy, userSocketId: again.socketId });
+  });
+
+  it('a state carried over from 0.6 (no userSocketId) tells the user at its next connect; its down names the session’s socket', () => {
+    const { m, s } = connected();
+    delete m.state.userSocketId;
+    close(m, s, T0 + 1_000);
+    const carried = new SessionMachine(m.state, DEFER);
+    const again = reconnect(carried, s, T0 + 1_500);
+    expect(effectOf(carried.next(T0 + 1_500))).toMatchObject({
+      kind: EffectKind.connect,
+      session: again,
+      userUp: true,
+    });
+
+    const other = connected();
+    delete other.m.state.userSocketId;
+    close(other.m, other.s, T0 + 1_000);
+    const soft = effectOf(new SessionMachine(other.m.state, DEFER).next(T0 + 6_000));
+    expect(soft).toMatchObject({ kind: EffectKind.softDestroy, userSocketId: null });
   });
 });
 

@@ -9,6 +9,7 @@ import {
   checkSession,
 } from '../../src/contracts/session';
 import { checkGateway } from '../../src/contracts/gateway';
+import { checkConnectionDown, DownSource } from '../../src/contracts/user';
 import type { Check } from '../../src/contracts/check';
 
 /**
@@ -447,5 +448,32 @@ describe('checkGateway / checkGatewayLost / checkActive gateway', () => {
       field: 'gateway.incarnation',
       reason: NON_EMPTY,
     });
+  });
+});
+
+describe('checkConnectionDown (user workflow)', () => {
+  const down = { connectionId: CID, socketId: SOCKET, source: DownSource.session };
+
+  it('accepts a down without a session, and one with the connection’s session (as it closed)', () => {
+    expect(accepted(checkConnectionDown(down))).toEqual(down);
+    const session = { ...base(), socketId: '1b7c6c2e-9f5e-4c3a-8d7b-1a2b3c4d5e6f' };
+    expect(accepted(checkConnectionDown({ ...down, session }))).toEqual({ ...down, session });
+  });
+
+  it('rejects a malformed session, naming its field, and a session of another connection', () => {
+    expect(rejected(checkConnectionDown({ ...down, session: { ...base(), socketId: 'nope' } }))).toEqual({
+      field: 'session.socketId',
+      reason: 'must be a uuid',
+    });
+    expect(rejected(checkConnectionDown({ ...down, session: { ...base(), connectionId: `${APP}:other` } }))).toEqual({
+      field: 'session.connectionId',
+      reason: 'does not match connectionId',
+    });
+  });
+
+  it('rejects a down without a connectionId, socketId or known source', () => {
+    expect(rejected(checkConnectionDown({ ...down, connectionId: '' })).field).toBe('connectionId');
+    expect(rejected(checkConnectionDown({ ...down, socketId: 7 })).field).toBe('socketId');
+    expect(rejected(checkConnectionDown({ ...down, source: 'gateway' })).field).toBe('source');
   });
 });

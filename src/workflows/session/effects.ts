@@ -18,6 +18,7 @@ const run: Record<EffectKind, Run> = {
         holder: e.holder!,
         previousHolder: e.previousHolder ?? null,
         ...(e.close ? { closed: e.close } : {}),
+        ...(e.userUp === false ? { userUp: false } : {}),
       },
       { startedBy },
     ),
@@ -26,7 +27,12 @@ const run: Record<EffectKind, Run> = {
   softDestroy: (e, startedBy) =>
     runActivity(
       'softDestroySession',
-      { session: e.session, closingSocketId: e.session.socketId, ...(e.close ? { close: e.close } : {}) },
+      {
+        session: e.session,
+        closingSocketId: e.session.socketId,
+        ...(e.close ? { close: e.close } : {}),
+        ...(e.userSocketId && e.userSocketId !== e.session.socketId ? { userSocketId: e.userSocketId } : {}),
+      },
       { startedBy },
     ),
   hardDestroy: (e, startedBy) =>

@@ -41,6 +41,10 @@ export interface Effect {
   at?: number;
   /** connect and soft destroy of a run that defers its closes: the owed close to record first. */
   close?: OwedClose | null;
+  /** connect: whether to signal the user workflow up (it does not count this connection yet). */
+  userUp?: boolean;
+  /** soft destroy: the socket the user workflow was told of, which its down names. */
+  userSocketId?: string | null;
 }
 
 export type Step =
@@ -58,6 +62,11 @@ export interface MachineOptions {
    * connect) instead of an effect of its own: runs started since 0.6 (input version 4).
    */
   deferClose?: boolean;
+  /**
+   * A reconnect within the grace sends the user workflow no up: it still counts the connection
+   * (runs since 0.7, input version 5). Earlier runs signal every connect, as they did.
+   */
+  quietReconnect?: boolean;
 }
 
 export class SessionMachine {
@@ -98,7 +107,8 @@ export class SessionMachine {
     const owed = this.owedClose();
     const earlier = s.closedSocket ?? null;
     const closedSocket = owed && earlier ? { ...owed, at: Math.min(owed.at, earlier.at) } : (owed ?? earlier);
-    Object.assign(s, fresh(session, gateway, now, at, s.holder), { counts, lifetime });
+    const userSocketId = s.userSocketId ?? null;
+    Object.assign(s, fresh(session, gateway, now, at, s.holder), { counts, lifetime, userSocketId });
     if (this.options.deferClose) s.closedSocket = closedSocket;
   }
 
@@ -176,6 +186,10 @@ export class SessionMachine {
    */
   done(effect: Effect, outcome: { rejected?: string; holderLost?: boolean } = {}): void {
     const s = this.state;
+    // What the user workflow was told holds whichever lifetime the effect was for.
+    if (effect.kind === EffectKind.connect && effect.userUp && outcome.rejected === undefined && !outcome.holderLost)
+      s.userSocketId = effect.session.socketId;
+    if (effect.kind === EffectKind.softDestroy) s.userSocketId = null;
     if (effect.lifetime !== s.lifetime) return; // a reconnect came meanwhile: the new lifetime owes its own
     if (outcome.rejected !== undefined) s.invalidateReason ??= `rejected: ${outcome.rejected}`;
     switch (effect.kind) {
@@ -221,9 +235,13 @@ export class SessionMachine {
       effect.previousHolder = s.previousHolder;
       effect.at = s.connectEventAt;
       if (this.options.deferClose) effect.close = s.closedSocket ?? null;
+      effect.userUp = !this.options.quietReconnect || !s.userSocketId;
     }
     if (kind === EffectKind.close) effect.at = s.closeEventAt!;
-    if (kind === EffectKind.softDestroy && this.options.deferClose) effect.close = this.owedClose();
+    if (kind === EffectKind.softDestroy) {
+      if (this.options.deferClose) effect.close = this.owedClose();
+      effect.userSocketId = s.userSocketId ?? null;
+    }
     return { kind: 'effect', effect };
   }
 
@@ -263,6 +281,7 @@ function fresh(
     connectOwed: true,
     closeOwed: false,
     closedSocket: null,
+    userSocketId: null,
     connectedAt: now,
     connectEventAt: at,
     lastSeenAt: now,
