@@ -411,11 +411,17 @@ describe('worker process (node --import tsx src/service/worker-main.ts, dev serv
     for (const s of inFlight) expect((await sessionRow(s.connectionId))[0]!.disconnectedAt).toBeInstanceOf(Date);
     // No worker now: every session is still a running workflow (the task that records a finished
     // hard destroy needs a worker), none shown destroyed (the server's view: search attributes need
-    // no worker, unlike the state query).
-    for (const s of [...inFlight, ...pending]) {
-      const d = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).describe();
-      expect(d.status.name).toBe('RUNNING');
-      expect(d.typedSearchAttributes.get(SessionStatusKey)).toBe(SessionStatus.disconnected);
+    // no worker, unlike the state query). inFlight's soft destroys ran: shown disconnected; pending's
+    // grace has not ended for the server (no worker ran their soft destroy): still shown connected.
+    for (const [group, shown] of [
+      [inFlight, SessionStatus.disconnected],
+      [pending, SessionStatus.connected],
+    ] as const) {
+      for (const s of group) {
+        const d = await env.client.workflow.getHandle(sessionWorkflowId(s.connectionId)).describe();
+        expect(d.status.name).toBe('RUNNING');
+        expect(d.typedSearchAttributes.get(SessionStatusKey)).toBe(shown);
+      }
     }
 
     // A fresh worker on the same task queue takes the sessions over: every one is destroyed. (A task
