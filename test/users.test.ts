@@ -89,6 +89,18 @@ describe('users online/offline (dev server, two workers)', () => {
     };
   }
 
+  /** The user online with one connection: its session. */
+  async function onlineWithOne(user: User): Promise<Session> {
+    const a = sessionOf(user);
+    await stack.client.connected(a);
+    await waitFor(
+      'online',
+      () => observed(user),
+      (o) => o.redisOnline && o.connections.length === 1,
+    );
+    return a;
+  }
+
   const userState = async (user: User): Promise<UserState> =>
     env.client.workflow.getHandle(userWorkflowId(appPid, user.clientId)).query(userStateQuery);
 
@@ -212,13 +224,7 @@ describe('users online/offline (dev server, two workers)', () => {
   it('a quick close and reconnect of the only connection makes no edge; staggered closes make exactly one', async () => {
     const { user, capture } = await newUser();
     try {
-      const a = sessionOf(user);
-      await stack.client.connected(a);
-      await waitFor(
-        'online',
-        () => observed(user),
-        (o) => o.redisOnline && o.connections.length === 1,
-      );
+      const a = await onlineWithOne(user);
 
       // Closed for 2 s: the soft destroy never comes, the user never flickers offline.
       await stack.client.disconnected(a);
@@ -273,13 +279,7 @@ describe('users online/offline (dev server, two workers)', () => {
   it('a reconnect within the grace sends the user workflow no up; the down names the socket it was told of, the offline broadcast the socket that closed', async () => {
     const { user, capture } = await newUser();
     try {
-      const a = sessionOf(user);
-      await stack.client.connected(a);
-      await waitFor(
-        'online',
-        () => observed(user),
-        (o) => o.redisOnline && o.connections.length === 1,
-      );
+      const a = await onlineWithOne(user);
       await stack.client.disconnected(a);
       const a2 = reconnect(a);
       await stack.client.connected(a2);
@@ -306,13 +306,7 @@ describe('users online/offline (dev server, two workers)', () => {
   it('a down for an older socket, or from an unknown sender, changes nothing', async () => {
     const { user, capture } = await newUser();
     try {
-      const a = sessionOf(user);
-      await stack.client.connected(a);
-      await waitFor(
-        'online',
-        () => observed(user),
-        (o) => o.redisOnline && o.connections.length === 1,
-      );
+      const a = await onlineWithOne(user);
       const handle = env.client.workflow.getHandle(userWorkflowId(appPid, user.clientId));
       await handle.signal(connectionDownSignal, {
         connectionId: a.connectionId,
