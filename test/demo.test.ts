@@ -10,8 +10,12 @@ import { gotoUntilVisible, launchBrowser, listedSessionIds, screenshot } from '.
 const ROOT = path.resolve(__dirname, '..');
 const run = promisify(execFile);
 
-/** Free-looking ports away from the defaults (and from each other): Temporal, UI, metrics (+1), gateway. */
-const base = 21000 + Math.floor(Math.random() * 4000) * 5;
+/**
+ * Free-looking ports away from the defaults (and from each other): Temporal, UI, metrics (+1),
+ * gateway; below Linux's ephemeral range (32768 up), where an outgoing connection of the suite
+ * can hold one (CI-like run: "Address already in use" for the metrics exporter).
+ */
+const base = 21000 + Math.floor(Math.random() * 2300) * 5;
 const ports = { temporal: base, ui: base + 1, metrics: base + 2, gateway: base + 4 };
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'tether-demo-'));
 const env = {
