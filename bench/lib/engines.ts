@@ -31,19 +31,11 @@ export const THROUGHPUT_DYNAMIC_CONFIG: Record<string, unknown> = {
   // matched at once.
   'matching.numTaskqueueReadPartitions': 1,
   'matching.numTaskqueueWritePartitions': 1,
-  // Per-host request limits (frontend 2,400/s, matching 1,200/s, history 3,000/s by default): a
-  // workflow here is ~10 frontend calls (start, polls, completions, result) and ~8 matching calls,
-  // so a few hundred workflows/s would reach them.
-  'frontend.rps': 20_000,
-  'frontend.namespaceRPS': 20_000,
-  'matching.rps': 20_000,
-  'history.rps': 20_000,
+  // The per-host request limits and eager activities every dev server of tether runs with.
+  ...DEV_DYNAMIC_CONFIG,
   // The dev server's own raised persistence limits (its CLI's defaults), for the server too.
   'frontend.persistenceMaxQPS': 10_000,
   'history.persistenceMaxQPS': 45_000,
-  // The activity task comes back with the workflow task's completion (same task queue, a free
-  // slot) instead of a round trip through matching.
-  'system.enableActivityEagerExecution': true,
 };
 
 // Only meaningful with a database file (an in-memory database has no journal to write ahead and
